@@ -1,0 +1,39 @@
+-- Each origin-destination route's arrivals over the 28 days before each UTC midnight.
+WITH arrived AS (
+    SELECT d.origin, d.dest, date_trunc('day', a.arr_ts) AS bucket, a.arr_delay, a.knowable_at
+    FROM arrivals a JOIN departures d USING (flight_id)
+),
+buckets AS (
+    SELECT origin, dest, bucket, count(*) AS n, sum((arr_delay > 15)::INT) AS late,
+           sum(arr_delay) AS delay_sum, max(knowable_at) AS newest
+    FROM arrived GROUP BY ALL
+),
+keys AS (SELECT origin, dest, min(bucket) AS first_bucket FROM buckets GROUP BY ALL),
+grid AS (
+    SELECT k.origin, k.dest, g.bucket
+    FROM keys k,
+         LATERAL (SELECT unnest(generate_series(k.first_bucket,
+                                                date_trunc('day', $window_end::TIMESTAMPTZ),
+                                                INTERVAL 1 DAY)) AS bucket) g
+),
+windowed AS (
+    SELECT g.origin, g.dest, g.bucket AS event_timestamp,
+           sum(b.n)         OVER w AS n,
+           sum(b.late)      OVER w AS late,
+           sum(b.delay_sum) OVER w AS delay_sum,
+           max(b.newest)    OVER w AS newest
+    FROM grid g LEFT JOIN buckets b USING (origin, dest, bucket)
+    WINDOW w AS (PARTITION BY g.origin, g.dest ORDER BY g.bucket
+                 ROWS BETWEEN 28 PRECEDING AND 1 PRECEDING)
+)
+SELECT
+    origin,
+    dest,
+    event_timestamp,
+    event_timestamp                           AS created,
+    coalesce(n, 0)::BIGINT                    AS arrivals,
+    late / n::DOUBLE                          AS late_share,
+    delay_sum / n::DOUBLE                     AS mean_arr_delay,
+    epoch(newest)::BIGINT                     AS source_ts
+FROM windowed
+WHERE event_timestamp >= $window_start AND event_timestamp <= $window_end

@@ -1,0 +1,105 @@
+"""Typed configuration for every pipeline, in one place.
+
+Values come from environment variables so that the same code runs on a laptop
+(embedded SQLite online store, ``./data``) and in production (Redis, another
+data directory) without edits. Nothing here imports Feast, so reading the
+configuration stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FEATURE_REPO_DIR = Path(__file__).resolve().parent
+
+ENV_PREFIX = "FEASTLINE_"
+
+
+class Settings(BaseModel):
+    """Where data lives, which online store to use, and how predictions are timed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data_dir: Path = Field(default=PROJECT_ROOT / "data")
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db. When unset, Feast's SQLite online store is used.",
+    )
+    redis_key_ttl_seconds: int = Field(
+        default=14 * 24 * 3600,
+        description="Redis evicts an entity's features this long after its last write.",
+    )
+    prediction_lead: timedelta = Field(
+        default=timedelta(hours=2),
+        description="How long before scheduled departure a prediction is made.",
+    )
+    dataset_module: str = Field(
+        default="feature_repo.flights",
+        description="The package that adapts one dataset to the generic pipeline.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError(f"REDIS_URL must look like redis://host:port/db, got {value!r}")
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {}
+        if data_dir := os.environ.get(f"{ENV_PREFIX}DATA_DIR"):
+            values["data_dir"] = Path(data_dir)
+        if redis_url := os.environ.get("REDIS_URL"):
+            values["redis_url"] = redis_url
+        if dataset := os.environ.get(f"{ENV_PREFIX}DATASET"):
+            values["dataset_module"] = dataset
+        if lead := os.environ.get(f"{ENV_PREFIX}PREDICTION_LEAD_MINUTES"):
+            values["prediction_lead"] = timedelta(minutes=int(lead))
+        values.update(overrides)
+        return cls(**values)
+
+    # -- derived locations -------------------------------------------------
+    @cached_property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @cached_property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @cached_property
+    def feast_dir(self) -> Path:
+        return self.data_dir / "feast"
+
+    @cached_property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def online_store_kind(self) -> str:
+        return "redis" if self.redis_url else "sqlite"
+
+    def feast_redis_connection_string(self) -> str:
+        """Feast wants ``host:port,db=N[,password=...]`` rather than a URL."""
+        if not self.redis_url:
+            raise ValueError("no REDIS_URL configured")
+        parsed = urlparse(self.redis_url)
+        parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
+        db = (parsed.path or "/0").lstrip("/") or "0"
+        parts.append(f"db={db}")
+        if parsed.password:
+            parts.append(f"password={parsed.password}")
+        if parsed.scheme == "rediss":
+            parts.append("ssl=true")
+        return ",".join(parts)

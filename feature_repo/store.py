@@ -1,0 +1,105 @@
+"""The one way the pipelines open Feast.
+
+``feature_store.yaml`` stays the single description of the store, readable by
+the Feast CLI. This module loads it and overrides only what the environment
+decides: where the registry lives, and whether the online store is the
+embedded SQLite file or Redis (when ``REDIS_URL`` is set).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from feature_repo.settings import FEATURE_REPO_DIR, Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+FEATURE_STORE_YAML = FEATURE_REPO_DIR / "feature_store.yaml"
+
+
+def quiet_feast_warnings() -> None:
+    """Feast calls ``warnings.simplefilter("once", ...)`` at import; re-filter afterwards."""
+    import feast  # noqa: F401  (the import is what installs Feast's filters)
+
+    for category in (DeprecationWarning, FutureWarning, UserWarning, RuntimeWarning):
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("FEAST_USAGE", "False")
+
+
+def repo_config_dict(settings: Settings) -> dict[str, Any]:
+    raw = yaml.safe_load(os.path.expandvars(FEATURE_STORE_YAML.read_text()))
+    raw["registry"]["path"] = str(settings.feast_dir / "registry.db")
+    if settings.redis_url:
+        raw["online_store"] = {
+            "type": "redis",
+            "connection_string": settings.feast_redis_connection_string(),
+            "key_ttl_seconds": settings.redis_key_ttl_seconds,
+        }
+    else:
+        raw["online_store"] = {
+            "type": "sqlite",
+            "path": str(settings.feast_dir / "online_store.db"),
+        }
+    return raw
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    from feast.repo_config import RepoConfig
+
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return RepoConfig(repo_path=FEATURE_REPO_DIR, **repo_config_dict(settings))
+
+
+def open_store(settings: Settings | None = None) -> FeatureStore:
+    os.environ.setdefault("FEAST_USAGE", "False")
+    from feast import FeatureStore
+
+    quiet_feast_warnings()
+    settings = settings or Settings.from_env()
+    return FeatureStore(config=repo_config(settings))
+
+
+def dataset_module(settings: Settings) -> ModuleType:
+    return importlib.import_module(settings.dataset_module)
+
+
+def definitions_module(settings: Settings) -> ModuleType:
+    """Import the dataset's Feast definitions with paths for ``settings``.
+
+    The definitions resolve source paths from the environment when imported,
+    so the data directory is exported before the first import.
+    """
+    os.environ["FEASTLINE_DATA_DIR"] = str(settings.data_dir)
+    module = importlib.import_module(f"{settings.dataset_module}.definitions")
+    expected = str(settings.features_dir)
+    first_source = module.FEATURE_VIEWS[0].batch_source.path
+    if not first_source.startswith(expected):
+        module = importlib.reload(module)
+    return module
+
+
+def apply_definitions(store: FeatureStore, settings: Settings) -> list[str]:
+    """Register every Feast object of the dataset; returns the names applied."""
+    module = definitions_module(settings)
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+
+    objects = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, Entity | FeatureView | OnDemandFeatureView | FeatureService)
+    ]
+    store.apply(objects)
+    return sorted(obj.name for obj in objects)
+
+
+def registry_path(settings: Settings) -> Path:
+    return settings.feast_dir / "registry.db"

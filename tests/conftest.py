@@ -1,0 +1,69 @@
+"""Shared fixtures: one real pipeline run on a short window, in a temporary data dir.
+
+The session builds January and February 2013 once (raw ingest, DuckDB feature
+tables, Feast registry, a point-in-time training set) and the tests read it.
+Tests that must change data work on their own copies or restore what they touch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+PIPELINE_THROUGH = date(2013, 2, 28)
+TRAIN_START = date(2013, 1, 1)
+
+
+@dataclass(frozen=True)
+class BuiltPipeline:
+    settings: object
+    store: object
+    training_set: object
+
+
+def tree_checksums(*roots: Path) -> dict[str, str]:
+    """sha256 of every file below ``roots``: proof that nothing was rewritten."""
+    sums: dict[str, str] = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                sums[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return sums
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("data")
+    previous = os.environ.get("FEASTLINE_DATA_DIR")
+    os.environ["FEASTLINE_DATA_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("FEASTLINE_DATA_DIR", None)
+    else:
+        os.environ["FEASTLINE_DATA_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path):
+    from feature_repo.settings import Settings
+
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings) -> BuiltPipeline:
+    from feature_repo.pipeline import ingest
+    from feature_repo.store import apply_definitions, open_store
+    from training.dataset import build_training_set
+
+    ingest(settings, PIPELINE_THROUGH)
+    store = open_store(settings)
+    apply_definitions(store, settings)
+    training_set = build_training_set(settings, TRAIN_START, PIPELINE_THROUGH, store=store)
+    return BuiltPipeline(settings=settings, store=store, training_set=training_set)
