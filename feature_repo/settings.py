@@ -86,6 +86,26 @@ class Settings(BaseModel):
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
 
+    @cached_property
+    def bentoml_home(self) -> Path:
+        """The model registry (BentoML model store). Pinned inside the data dir so that
+        ``bentoml.models.get("x:latest")`` never falls back to a remote lookup."""
+        return self.data_dir / "bentoml"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @cached_property
+    def monitoring_dir(self) -> Path:
+        """whylogs profiles, prediction logs, drift results and alerts."""
+        return self.data_dir / "monitoring"
+
+    @cached_property
+    def state_dir(self) -> Path:
+        """Small JSON state files: materialization watermarks, scheduler status."""
+        return self.data_dir / "state"
+
     @property
     def online_store_kind(self) -> str:
         return "redis" if self.redis_url else "sqlite"
