@@ -11,9 +11,11 @@ STAMP := $(VENV)/.installed
 
 TRAIN_START ?= 2013-01-01
 TRAIN_END ?= 2013-05-31
+# "Now" for the main job: the end of the training window, on the simulated clock.
+NOW ?= 2013-06-01T00:00:00+00:00
 PYTEST_ARGS ?=
 
-.PHONY: help setup run features dataset test test-code test-data lint format bench clean clean-data
+.PHONY: help setup run features materialize schedule status dataset test test-code test-data lint format bench clean clean-data
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,13 +28,24 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with its dev tools
 
-run: $(STAMP) ## the main job: ingest Jan-May, build features, apply Feast, build the training set
+run: $(STAMP) ## the main job: ingest Jan-May, features, Feast, online store, training set
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
 	$(BIN)/python -m feature_repo apply
+	$(BIN)/python -m feature_repo materialize --now $(NOW)
+	FEASTLINE_NOW=$(NOW) $(BIN)/python -m feature_repo status
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
 
 features: $(STAMP) ## ingest raw data through TRAIN_END and update the feature tables
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
+
+materialize: $(STAMP) ## one incremental run into the online store, up to NOW
+	$(BIN)/python -m feature_repo materialize --now $(NOW)
+
+schedule: $(STAMP) ## materialize every 15 minutes until stopped (Ctrl-C finishes the run in flight)
+	$(BIN)/python -m feature_repo schedule --every 15m
+
+status: $(STAMP) ## freshness of each feature view in the online store
+	$(BIN)/python -m feature_repo status
 
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import date
 from pathlib import Path
 
 from rich.console import Console
 
+from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
 from feature_repo.structured_logging import configure_logging
 from feature_repo.validation import BatchRejected
@@ -69,6 +71,154 @@ def _cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _instant(text: str):
+    from feature_repo.clock import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or datetime, got {text!r}"
+        ) from None
+
+
+def _duration(text: str):
+    from feature_repo.clock import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _print_run(result) -> None:
+    rows = ", ".join(f"{v.view}={v.rows:,}" for v in result.views)
+    if result.rows == 0:
+        console.print(
+            f"materialize: up to date at {result.end:%Y-%m-%d %H:%M} UTC, "
+            f"nothing new to write ({result.seconds:.2f}s)"
+        )
+    else:
+        console.print(
+            f"materialize: {result.rows:,} rows through {result.end:%Y-%m-%d %H:%M} UTC "
+            f"in {result.seconds:.2f}s ({rows})"
+        )
+
+
+def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
+    from feature_repo.materialize import Materializer, RunSkipped
+
+    materializer = Materializer(settings)
+    try:
+        if args.backfill:
+            start, end = args.backfill
+            result = materializer.backfill(_instant(start), _instant(end), args.wait)
+        else:
+            result = materializer.run(now=args.now, wait_seconds=args.wait)
+    except RunSkipped as err:
+        console.print(f"materialize: {err}")
+        return 0 if args.skip_ok else 75
+    _print_run(result)
+    return 0
+
+
+def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    from feature_repo.scheduler import MaterializationScheduler, replay
+
+    if args.replay:
+        if not (args.start and args.end):
+            raise ValueError("--replay needs --start and --end")
+        results = replay(settings, args.start, args.end, args.tick, on_run=_print_run)
+        total = sum(r.rows for r in results)
+        console.print(
+            f"replay: {len(results)} ticks of {args.tick}, {total:,} rows, "
+            f"clock now {results[-1].now:%Y-%m-%d %H:%M} UTC"
+            if results
+            else "replay: nothing to do"
+        )
+        return 0
+    if args.cron:
+        scheduler = MaterializationScheduler.cron(settings, args.cron)
+    else:
+        scheduler = MaterializationScheduler.every(settings, args.every)
+    scheduler.start()
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.table import Table
+
+    from feature_repo.clock import Clock
+    from feature_repo.materialize import status_rows
+    from feature_repo.state_files import MaterializationState
+
+    now = Clock(settings).now()
+    state = MaterializationState(settings)
+    rows = status_rows(settings)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "now": now.instant.isoformat(),
+                    "clock": now.source,
+                    "online_store": settings.online_store_kind,
+                    "views": rows,
+                    "last_run": state.last_run(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    table = Table(
+        title=f"online store: {settings.online_store_kind}; now {now.instant:%Y-%m-%d %H:%M} "
+        f"UTC ({now.source} clock)"
+    )
+    for column in (
+        "feature view",
+        "watermark",
+        "last run",
+        "rows",
+        "newest event",
+        "freshness",
+        "next run",
+    ):
+        table.add_column(column)
+    for row in rows:
+        freshness = row["freshness_seconds"]
+        table.add_row(
+            row["view"],
+            _short(row["watermark"]),
+            _short(row["last_run"]),
+            f"{row['rows']:,}",
+            _short(row["newest_event"]),
+            "-" if freshness is None else _age(freshness),
+            _short(row["next_run"]),
+        )
+    Console(width=max(console.width, 132)).print(table)
+    last = state.last_run()
+    if last:
+        console.print(
+            f"last run: {last.get('status')} at {_short(last.get('finished_at'))}"
+            + (f" ({last['error']})" if last.get("error") else "")
+        )
+    if not rows:
+        console.print("nothing materialized yet: run `python -m feature_repo materialize`")
+    return 0
+
+
+def _short(value: str | None) -> str:
+    return "-" if not value else value.replace("T", " ")[:16]
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m feature_repo",
@@ -102,6 +252,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", help="register entities, views and services with Feast")
     p.set_defaults(func=_cmd_apply)
+
+    p = sub.add_parser("materialize", help="one incremental run into the online store, up to now")
+    p.add_argument(
+        "--now",
+        type=_instant,
+        default=None,
+        help="override the clock for this run (ISO date or datetime, UTC)",
+    )
+    p.add_argument(
+        "--backfill",
+        nargs=2,
+        metavar=("START", "END"),
+        default=None,
+        help="rewrite the window START..END into the online store",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a running materialization (default: skip at once)",
+    )
+    p.add_argument(
+        "--skip-ok",
+        action="store_true",
+        help="exit 0 rather than 75 when skipped because another run holds the lock",
+    )
+    p.set_defaults(func=_cmd_materialize)
+
+    p = sub.add_parser("schedule", help="materialize on a schedule, or replay a period fast")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
+        "--every",
+        type=_duration,
+        default=_duration("15m"),
+        help="interval, e.g. 15m, 1h (default 15m)",
+    )
+    when.add_argument("--cron", default=None, help='crontab expression, e.g. "*/15 * * * *"')
+    when.add_argument(
+        "--replay",
+        action="store_true",
+        help="advance a simulated clock from --start to --end by --tick",
+    )
+    p.add_argument("--start", type=_instant, default=None)
+    p.add_argument("--end", type=_instant, default=None)
+    p.add_argument("--tick", type=_duration, default=_duration("1d"))
+    p.set_defaults(func=_cmd_schedule)
+
+    p = sub.add_parser("status", help="freshness per feature view, last and next run")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_status)
     return parser
 
 
@@ -114,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     except BatchRejected as err:
         errors.print(f"[red]error:[/red] {err}")
         return 2
+    except OnlineStoreUnavailable as err:
+        errors.print(f"[red]error:[/red] {err}")
+        return 69
     except (RuntimeError, ValueError) as err:
         errors.print(f"[red]error:[/red] {err}")
         return 1

@@ -41,7 +41,9 @@ def repo_config_dict(settings: Settings) -> dict[str, Any]:
     if settings.redis_url:
         raw["online_store"] = {
             "type": "redis",
-            "connection_string": settings.feast_redis_connection_string(),
+            # Bounded timeouts: an unreachable Redis must fail a request, not hang it.
+            "connection_string": settings.feast_redis_connection_string()
+            + ",socket_connect_timeout=2,socket_timeout=2",
             "key_ttl_seconds": settings.redis_key_ttl_seconds,
         }
     else:
@@ -63,7 +65,10 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     os.environ.setdefault("FEAST_USAGE", "False")
     from feast import FeatureStore
 
+    from feature_repo.feast_compat import apply_patches
+
     quiet_feast_warnings()
+    apply_patches()
     settings = settings or Settings.from_env()
     return FeatureStore(config=repo_config(settings))
 

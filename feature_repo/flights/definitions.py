@@ -177,18 +177,17 @@ flight_request = RequestSource(
 
 
 @on_demand_feature_view(
-    sources=[flight_request, aircraft_last_flight[["landed_at_epoch"]]],
+    sources=[flight_request],
     schema=[
         Field(name="sched_hour", dtype=Int64),
         Field(name="sched_weekday", dtype=Int64),
         Field(name="sched_month", dtype=Int64),
         Field(name="distance_miles", dtype=Float64),
-        Field(name="hours_since_aircraft_landed", dtype=Float64),
     ],
     mode="python",
 )
 def flight_request_features(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Local-clock schedule features and the aircraft's turnaround slack.
+    """Local-clock schedule features.
 
     Python mode, not pandas: pandas mode costs milliseconds per online call.
     Pure integer arithmetic keeps it fast and free of time-zone libraries:
@@ -206,12 +205,11 @@ def flight_request_features(inputs: dict[str, Any]) -> dict[str, Any]:
         mp = (5 * doy + 2) // 153
         return mp + 3 if mp < 10 else mp - 9
 
-    hours, weekdays, months, distances, slack = [], [], [], [], []
-    for epoch, offset, distance, landed in zip(
+    hours, weekdays, months, distances = [], [], [], []
+    for epoch, offset, distance in zip(
         inputs["sched_dep_epoch"],
         inputs["sched_dep_utc_offset_min"],
         inputs["distance"],
-        inputs["landed_at_epoch"],
         strict=True,
     ):
         local = int(epoch) + int(offset) * 60
@@ -220,14 +218,29 @@ def flight_request_features(inputs: dict[str, Any]) -> dict[str, Any]:
         weekdays.append((days + 3) % 7)  # 1970-01-01 was a Thursday; Monday is 0
         months.append(month_of(days))
         distances.append(float(distance))
-        slack.append(None if landed is None else (int(epoch) - int(landed)) / 3600.0)
     return {
         "sched_hour": hours,
         "sched_weekday": weekdays,
         "sched_month": months,
         "distance_miles": distances,
-        "hours_since_aircraft_landed": slack,
     }
+
+
+@on_demand_feature_view(
+    sources=[flight_request, aircraft_last_flight[["landed_at_epoch"]]],
+    schema=[Field(name="hours_since_landed", dtype=Float64)],
+    mode="python",
+)
+def aircraft_turnaround(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Hours between the aircraft's last landing and this flight's scheduled departure.
+
+    A separate view from the schedule features, because it depends on a feature
+    view with a TTL: when that input is stale, only this value is.
+    """
+    slack = []
+    for epoch, landed in zip(inputs["sched_dep_epoch"], inputs["landed_at_epoch"], strict=True):
+        slack.append(None if landed is None else (int(epoch) - int(landed)) / 3600.0)
+    return {"hours_since_landed": slack}
 
 
 flight_delay_v1 = FeatureService(
@@ -251,6 +264,7 @@ flight_delay_v1 = FeatureService(
         origin_congestion_3h[["departures", "cancellations", "mean_dep_delay"]],
         aircraft_last_flight[["arr_delay"]],
         flight_request_features,
+        aircraft_turnaround,
     ],
     description="Late-arrival model inputs; shared by training and serving",
     tags={"label": "arr_delay > 15 min", "version": "1"},

@@ -1,0 +1,44 @@
+"""Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
+
+Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`,
+and covered by a test that fails when the upstream behaviour changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PATCHED = False
+
+
+def apply_patches() -> None:
+    global _PATCHED
+    if _PATCHED:
+        return
+    _emit_projected_names_from_python_odfvs()
+    _PATCHED = True
+
+
+def _emit_projected_names_from_python_odfvs() -> None:
+    """Online reads drop Python-mode on-demand features when ``full_feature_names=True``.
+
+    ``utils._augment_response_with_on_demand_transforms`` keeps only transformed
+    columns whose names match the requested refs, which are ``view__feature``
+    under full names; the Python (dict) path never renames the UDF's short
+    names, unlike the Arrow path used offline. The result: the features vanish
+    from the response without an error. Emitting both names from the dict path
+    lets the existing selection find them, in either naming mode.
+    """
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    original = OnDemandFeatureView.transform_dict
+
+    def transform_dict(self: OnDemandFeatureView, feature_dict: dict[str, Any]) -> dict[str, Any]:
+        output = original(self, feature_dict)
+        for feature in self.features:
+            projected = self._get_projected_feature_name(feature.name)
+            if feature.name in output and projected not in output:
+                output[projected] = output[feature.name]
+        return output
+
+    OnDemandFeatureView.transform_dict = transform_dict  # type: ignore[method-assign]

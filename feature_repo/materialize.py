@@ -1,0 +1,431 @@
+"""Incremental materialization into the online store, up to "now".
+
+One run: ingest what became knowable (daily), extend the feature tables, then
+push each feature view's window ``(watermark, end]`` into the online store
+through Feast's own materialization engine, so online reads stay consistent
+with Feast's definitions.
+
+Why not ``FeatureStore.materialize_incremental``:
+
+- its first window starts at the *wall clock* minus the TTL, which breaks a
+  replay of 2013;
+- Feast's DuckDB source read covers the whole ``date=*`` history, so the
+  cost of each run would grow with history. Each view is instead handed to
+  Feast's engine with a *pruned* source: a folder of links to only the day
+  partitions the window touches;
+- it keeps no record of rows written.
+
+``end`` is ``min(now, the end of the last day the feature tables cover)``: a
+run never writes values from after "now", and never moves a watermark past
+data that has not been computed yet (which would leave a gap). The watermark
+of a view moves only after its write succeeded, so a run killed half-way is
+redone by the next one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from feature_repo.atomic_io import write_text
+from feature_repo.clock import Clock
+from feature_repo.raw_layer import end_of_day
+from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
+from feature_repo.settings import Settings
+from feature_repo.state_files import MaterializationState
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class RunSkipped(RuntimeError):
+    """Another materialization holds the lock."""
+
+
+@dataclass
+class ViewResult:
+    view: str
+    window_start: datetime | None
+    window_end: datetime | None
+    rows: int = 0
+    newest_event: datetime | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    now: datetime
+    end: datetime
+    views: list[ViewResult] = field(default_factory=list)
+    ingested_through: date | None = None
+    seconds: float = 0.0
+    kind: str = "incremental"
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def rows(self) -> int:
+        return sum(v.rows for v in self.views)
+
+    def log_record(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "now": self.now.isoformat(),
+            "end": self.end.isoformat(),
+            "rows": {v.view: v.rows for v in self.views},
+            "windows": {
+                v.view: [
+                    v.window_start.isoformat() if v.window_start else None,
+                    v.window_end.isoformat() if v.window_end else None,
+                ]
+                for v in self.views
+            },
+            "freshness_seconds": {
+                v.view: round((self.now - v.newest_event).total_seconds())
+                for v in self.views
+                if v.newest_event
+            },
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def check_online_store(settings: Settings) -> None:
+    """Fail fast, and by name, when Redis is down, rather than deep inside Feast."""
+    if not settings.redis_url:
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as err:
+        raise OnlineStoreUnavailable(f"cannot reach Redis at {settings.redis_url}: {err}") from None
+    finally:
+        client.close()
+
+
+def _partition_files(features_dir: Path, view: str, start: datetime, end: datetime) -> list[Path]:
+    files = []
+    day = start.date()
+    while day <= end.date():
+        path = features_dir / view / f"date={day.isoformat()}" / "part-0.parquet"
+        if path.exists():
+            files.append(path)
+        day += timedelta(days=1)
+    return files
+
+
+def _window_stats(
+    files: list[Path], keys: list[str], start: datetime, end: datetime
+) -> tuple[int, datetime | None]:
+    """Rows Feast will write (the latest row per entity in the window), newest event."""
+    if not files:
+        return 0, None
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    key_list = ", ".join(keys)
+    rows, newest = con.execute(
+        f"SELECT count(DISTINCT ({key_list})), max(event_timestamp) "
+        "FROM read_parquet($files) WHERE event_timestamp >= $start AND event_timestamp <= $end",
+        {"files": [str(f) for f in files], "start": start, "end": end},
+    ).fetchone()
+    con.close()
+    return int(rows), newest.astimezone(UTC) if newest else None
+
+
+class OnlineStoreMarker:
+    """A random token stored *inside* the online store, mirrored in the state file."""
+
+    REDIS_KEY = "feastline:online_store_marker"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _sqlite_marker_path(self) -> Path:
+        return self.settings.feast_dir / "online_store.marker"
+
+    def read(self) -> str | None:
+        if self.settings.redis_url:
+            import redis
+
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+            try:
+                value = client.get(self.REDIS_KEY)
+            finally:
+                client.close()
+            return value.decode() if value else None
+        db = self.settings.feast_dir / "online_store.db"
+        path = self._sqlite_marker_path()
+        if not db.exists() or not path.exists():
+            return None
+        return path.read_text().strip()
+
+    def create(self) -> str:
+        token = uuid.uuid4().hex
+        if self.settings.redis_url:
+            import redis
+
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+            try:
+                client.set(self.REDIS_KEY, token)
+            finally:
+                client.close()
+        else:
+            write_text(token + "\n", self._sqlite_marker_path())
+        return token
+
+
+class Materializer:
+    def __init__(self, settings: Settings, store: Any | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self.state = MaterializationState(settings)
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from feature_repo.store import open_store
+
+            self._store = open_store(self.settings)
+        return self._store
+
+    def online_views(self) -> list[Any]:
+        return [v for v in self.store.list_feature_views() if v.online]
+
+    # -- the run -------------------------------------------------------------
+    def run(
+        self, now: datetime | None = None, wait_seconds: float = 0.0, ingest: bool = True
+    ) -> RunResult:
+        now = (now or Clock(self.settings).now().instant).astimezone(UTC)
+        check_online_store(self.settings)
+        lock = run_lock(self.settings)
+        if not lock.acquire(wait_seconds):
+            raise RunSkipped(f"another materialization is running ({lock.holder()}); skipped")
+        try:
+            return self._run_locked(now, ingest)
+        finally:
+            lock.release()
+
+    def _run_locked(self, now: datetime, ingest: bool) -> RunResult:
+        started = time.perf_counter()
+        self._clear_scratch()
+        self._forget_watermarks_if_store_was_reset()
+        ingested = self._catch_up_features(now) if ingest else None
+        end = min(now, self._features_ready_until())
+        result = RunResult(now=now, end=end, ingested_through=ingested)
+        for view in self.online_views():
+            watermark = self.state.watermark(view.name)
+            if watermark is not None:
+                start = watermark + ONE_MICROSECOND
+            elif view.ttl and view.ttl > timedelta(0):
+                start = end - view.ttl  # older values are expired anyway
+            else:
+                start = EPOCH
+            result.views.append(self._materialize_view(view, start, end, advance=True))
+        result.seconds = time.perf_counter() - started
+        self.state.record_run(result.log_record(), status="ok")
+        log.info("materialization run", extra=result.log_record())
+        return result
+
+    def backfill(self, start: datetime, end: datetime, wait_seconds: float = 0.0) -> RunResult:
+        """Rewrite ``[start, end]`` into the online store, then re-assert newer values.
+
+        Redis skips writes older than what it holds, but SQLite does not; writing
+        the window ``(end, watermark]`` again afterwards makes the newest value
+        win on both, so a backfill never rolls the online store back.
+        """
+        check_online_store(self.settings)
+        lock = run_lock(self.settings)
+        if not lock.acquire(wait_seconds):
+            raise RunSkipped(f"another materialization is running ({lock.holder()}); skipped")
+        try:
+            started = time.perf_counter()
+            now = Clock(self.settings).now().instant
+            ready = min(now, self._features_ready_until())
+            end = min(end, ready)
+            result = RunResult(now=now, end=end, kind="backfill")
+            for view in self.online_views():
+                part = self._materialize_view(view, start, end, advance=False)
+                watermark = self.state.watermark(view.name)
+                if watermark and watermark > end:
+                    newer = self._materialize_view(
+                        view, end + ONE_MICROSECOND, watermark, advance=False
+                    )
+                    part.rows += newer.rows
+                result.views.append(part)
+            result.seconds = time.perf_counter() - started
+            self.state.record_run(result.log_record(), status="ok")
+            log.info("materialization backfill", extra=result.log_record())
+            return result
+        finally:
+            lock.release()
+
+    # -- pieces ----------------------------------------------------------------
+    def _catch_up_features(self, now: datetime) -> date | None:
+        """Ingest every complete UTC day before ``now`` and extend the feature tables."""
+        from feature_repo.pipeline import feature_builder, ingest, raw_layer
+
+        through = now.date() - timedelta(days=1)
+        raw_watermark = raw_layer(self.settings).watermark()
+        if raw_watermark is None or raw_watermark < through:
+            ingest(self.settings, through)
+            return through
+        builder = feature_builder(self.settings)
+        if builder.watermark() is None or builder.watermark() < raw_watermark:
+            builder.build()
+        return None
+
+    def _features_ready_until(self) -> datetime:
+        from feature_repo.pipeline import feature_builder
+
+        built = feature_builder(self.settings).watermark()
+        if built is None:
+            raise RuntimeError("no feature tables yet; run `python -m feature_repo ingest` first")
+        return end_of_day(built)
+
+    def _materialize_view(
+        self, view: Any, start: datetime, end: datetime, advance: bool
+    ) -> ViewResult:
+        result = ViewResult(view.name, start, end)
+        if start > end:
+            return result
+        began = time.perf_counter()
+        files = _partition_files(self.settings.features_dir, view.name, start, end)
+        keys = [e.name for e in view.entity_columns]
+        result.rows, result.newest_event = _window_stats(files, keys, start, end)
+        if result.rows:
+            self._write_through_feast(view, files, start, end)
+        if advance:
+            self.state.advance(view.name, end, result.newest_event, result.rows)
+        result.seconds = time.perf_counter() - began
+        return result
+
+    def _write_through_feast(
+        self, view: Any, files: list[Path], start: datetime, end: datetime
+    ) -> None:
+        from feast import FileSource
+
+        pruned_dir = Path(tempfile.mkdtemp(prefix=f"{view.name}.", dir=self._scratch_dir()))
+        try:
+            for i, path in enumerate(files):
+                (pruned_dir / f"{i:05d}.parquet").symlink_to(path)
+            pruned = copy.copy(view)
+            source = view.batch_source
+            pruned.batch_source = FileSource(
+                name=source.name,
+                path=str(pruned_dir / "*.parquet"),
+                timestamp_field=source.timestamp_field,
+                created_timestamp_column=source.created_timestamp_column,
+            )
+            store = self.store
+            try:
+                store._get_provider().materialize_single_feature_view(
+                    config=store.config,
+                    feature_view=pruned,
+                    start_date=start,
+                    end_date=end,
+                    registry=store.registry,
+                    project=store.project,
+                    tqdm_builder=lambda length: _NoProgress(),
+                )
+            except Exception as err:
+                if _is_connection_error(err):
+                    raise OnlineStoreUnavailable(
+                        f"cannot reach Redis at {self.settings.redis_url}: {err}"
+                    ) from None
+                raise
+        finally:
+            shutil.rmtree(pruned_dir, ignore_errors=True)
+
+    def _forget_watermarks_if_store_was_reset(self) -> None:
+        """A Redis that restarted without persistence comes back empty; so does a
+        deleted SQLite file. Watermarks describe the store's content, so they go too,
+        and this run rebuilds the store instead of writing only the newest window."""
+        marker = OnlineStoreMarker(self.settings)
+        expected = self.state.marker()
+        if expected and marker.read() == expected:
+            return
+        if self.state.views():
+            log.warning(
+                "online store was reset; rematerializing",
+                extra={"store": self.settings.online_store_kind},
+            )
+        self.state.reset()
+        self._ensure_online_tables()
+        self.state.set_marker(marker.create())
+
+    def _ensure_online_tables(self) -> None:
+        """Recreate what ``feast apply`` sets up in the online store (SQLite tables)."""
+        store = self.store
+        store._get_provider().update_infra(
+            project=store.project,
+            tables_to_delete=[],
+            tables_to_keep=self.online_views(),
+            entities_to_delete=[],
+            entities_to_keep=store.list_entities(),
+            partial=True,
+        )
+
+    def _clear_scratch(self) -> None:
+        # Left behind only by a run that was killed; we hold the lock, so none is live.
+        shutil.rmtree(self.settings.state_dir / "scratch", ignore_errors=True)
+
+    def _scratch_dir(self) -> Path:
+        path = self.settings.state_dir / "scratch"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    import redis
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, redis.exceptions.ConnectionError | ConnectionError | TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def status_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Per feature view: watermark, last run's rows, freshness against "now", next run."""
+    state = MaterializationState(settings)
+    now = Clock(settings).now().instant
+    schedule = state.schedule()
+    rows = []
+    for name, view in sorted(state.views().items()):
+        newest = view.get("newest_event")
+        freshness = (now - datetime.fromisoformat(newest)).total_seconds() if newest else None
+        rows.append(
+            {
+                "view": name,
+                "watermark": view.get("watermark"),
+                "last_run": view.get("last_run_at"),
+                "rows": view.get("last_rows", 0),
+                "newest_event": newest,
+                "freshness_seconds": freshness,
+                "next_run": schedule.get("next_run"),
+            }
+        )
+    return rows

@@ -1,0 +1,102 @@
+"""The raw layer's time semantics and the feature SQL, checked against the source data."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from feature_repo.raw_layer import RawLayer
+from feature_repo.settings import Settings
+from tests.conftest import tree_checksums
+
+
+@pytest.fixture(scope="module")
+def raw_frames(pipeline) -> dict[str, pd.DataFrame]:
+    raw = RawLayer(pipeline.settings.raw_dir)
+    con = duckdb.connect()
+    frames = {}
+    for table in ("departures", "arrivals", "weather_observations"):
+        files = [str(f) for f in raw.published_files(table)]
+        frames[table] = con.execute("SELECT * FROM read_parquet($f)", {"f": files}).fetch_df()
+    return frames
+
+
+def test_nothing_is_published_before_it_is_knowable(pipeline, raw_frames) -> None:
+    for table, frame in raw_frames.items():
+        knowable = pd.to_datetime(frame["knowable_at"], utc=True)
+        assert knowable.max() < pd.Timestamp("2013-03-01", tz="UTC"), table
+    arrivals = raw_frames["arrivals"]
+    assert (arrivals["knowable_at"] == arrivals["arr_ts"]).all()
+
+
+def test_arrival_times_are_consistent_with_air_time(raw_frames) -> None:
+    flights = raw_frames["departures"].merge(raw_frames["arrivals"], on="flight_id")
+    block = (flights["arr_ts"] - flights["dep_ts"]).dt.total_seconds() / 60
+    taxi = block - flights["air_time"]
+    # Time zones, DST and next-day landings all have to be right for this to hold:
+    # block time is air time plus a plausible taxi allowance.
+    share_plausible = ((taxi >= 0) & (taxi <= 180)).mean()
+    assert share_plausible > 0.995, share_plausible
+    red_eyes = flights[flights["sched_arr_ts"].dt.date > flights["sched_dep_ts"].dt.date]
+    assert len(red_eyes) > 100
+
+
+def test_weather_timestamps_are_utc(raw_frames) -> None:
+    weather = raw_frames["weather_observations"]
+    first = weather.sort_values("observed_at").iloc[0]
+    # The first reading of 2013 is 01:00 local (EST), i.e. 06:00 UTC.
+    assert first["observed_at"] == pd.Timestamp("2013-01-01 06:00", tz="UTC")
+
+
+def test_carrier_snapshot_equals_a_recount_from_raw(pipeline, raw_frames) -> None:
+    flights = raw_frames["departures"].merge(raw_frames["arrivals"], on="flight_id")
+    features = pd.read_parquet(
+        pipeline.settings.features_dir / "carrier_perf_7d" / "date=2013-02-15" / "part-0.parquet"
+    )
+    snapshot = pd.Timestamp("2013-02-15", tz="UTC")
+    for _, row in features.iterrows():
+        window = flights[
+            (flights["carrier"] == row["carrier"])
+            & (flights["arr_ts"] >= snapshot - timedelta(days=7))
+            & (flights["arr_ts"] < snapshot)
+        ]
+        assert row["arrivals"] == len(window)
+        if len(window):
+            assert np.isclose(row["late_share"], (window["arr_delay"] > 15).mean())
+            assert np.isclose(row["mean_arr_delay"], window["arr_delay"].mean())
+
+
+def test_incremental_ingest_adds_only_new_days(tmp_path) -> None:
+    from feature_repo.pipeline import ingest
+
+    settings = Settings(data_dir=tmp_path)
+    first = ingest(settings, date(2013, 1, 10))
+    before = tree_checksums(settings.raw_dir)
+    second = ingest(settings, date(2013, 1, 20))
+    after = tree_checksums(settings.raw_dir)
+    # Every file published by the first run is byte-identical after the second.
+    changed = [
+        p for p, digest in before.items() if after.get(p) != digest and "_watermark" not in p
+    ]
+    assert changed == []
+    assert second.raw.rows["departures"] > 0
+    assert "planes" not in second.raw.rows  # static tables are published once
+    assert first.raw.rows["departures"] > 0
+    again = ingest(settings, date(2013, 1, 20))
+    assert again.raw.nothing_new
+
+    incremental = _read_features(settings, "route_perf_28d")
+    settings_full = Settings(data_dir=tmp_path / "full")
+    ingest(settings_full, date(2013, 1, 20))
+    full = _read_features(settings_full, "route_perf_28d")
+    pd.testing.assert_frame_equal(incremental, full)
+
+
+def _read_features(settings: Settings, name: str) -> pd.DataFrame:
+    files = sorted((settings.features_dir / name).glob("date=*/part-0.parquet"))
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return frame.sort_values(list(frame.columns[:3])).reset_index(drop=True)

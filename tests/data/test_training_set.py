@@ -1,0 +1,44 @@
+"""Training sets are reproducible and self-describing."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+
+WINDOW = (date(2013, 2, 1), date(2013, 2, 7))
+
+
+def test_same_window_gives_the_same_fingerprint(pipeline, tmp_path) -> None:
+    from training.dataset import build_training_set, manifest_path, write_training_set
+
+    first = write_training_set(
+        build_training_set(pipeline.settings, *WINDOW, store=pipeline.store), tmp_path / "a.parquet"
+    )
+    second = write_training_set(
+        build_training_set(pipeline.settings, *WINDOW, store=pipeline.store), tmp_path / "b.parquet"
+    )
+    assert first.manifest["fingerprint"] == second.manifest["fingerprint"]
+    manifest = json.loads(manifest_path(tmp_path / "a.parquet").read_text())
+    assert manifest["window"] == {"start": "2013-02-01", "end": "2013-02-07", "timezone": "UTC"}
+    assert manifest["feature_service"] == "flight_delay_v1"
+    assert manifest["rows"] == len(pd.read_parquet(tmp_path / "a.parquet"))
+    assert 0 < manifest["positive_rate"] < 1
+    assert manifest["git_commit"]
+
+
+def test_the_fingerprint_sees_a_changed_value(pipeline) -> None:
+    from training.dataset import fingerprint
+
+    frame = pipeline.training_set.frame
+    changed = frame.copy()
+    changed.loc[changed.index[0], "weather_hourly__temp_f"] += 0.5
+    assert fingerprint(frame) != fingerprint(changed)
+
+
+def test_prediction_time_precedes_departure_by_the_lead(pipeline) -> None:
+    frame = pipeline.training_set.frame
+    lead = frame["sched_dep_ts"] - frame["event_timestamp"]
+    assert (lead == pipeline.settings.prediction_lead).all()
+    assert frame["label"].isin([0, 1]).all()

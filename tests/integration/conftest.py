@@ -1,0 +1,84 @@
+"""Real servers for integration tests: the machine's Redis, and throwaway ones we own."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+MAIN_REDIS = "redis://127.0.0.1:6379/{db}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_redis(url: str, up: bool, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
+            if up:
+                return
+        except redis.exceptions.RedisError:
+            if not up:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"redis at {url} did not become {'up' if up else 'down'}")
+
+
+class OwnRedis:
+    """A redis-server on a free loopback port that a test can stop and start."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_redis(self.url, up=True)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        wait_for_redis(self.url, up=False)
+
+
+@pytest.fixture()
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def main_redis_db() -> Iterator[str]:
+    """A flushed database on the machine's Redis (127.0.0.1:6379), which .ci/run starts."""
+    url = MAIN_REDIS.format(db=3)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as err:
+        pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({err}); .ci/run starts it")
+    client.flushdb()
+    yield url
+    client.flushdb()
