@@ -8,7 +8,8 @@ To run the system on your own data, copy this package and point
 - ``SQL_DIR``: one ``<feature_table>.sql`` per feature table;
 - ``STATIC_KNOWN_SINCE``: when static tables (planes) count as published;
 - ``TRAINING_ENTITIES_SQL``: one row per labelled prediction (see below);
-- ``FEATURE_SERVICE_NAME`` and the Feast objects in ``definitions``.
+- ``FEATURE_SERVICE_NAME`` and the Feast objects in ``definitions``;
+- ``requests``: what a caller sends to score one example, and its entity rows.
 """
 
 from __future__ import annotations

@@ -64,10 +64,16 @@ def _online_vs_offline(store, settings: Settings, now: datetime, sample: pd.Data
     entity_df["event_timestamp"] = pd.Timestamp(now)
     refs, _ = feature_refs(store, "flight_delay_v1")
     offline = (
-        store.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True,
-                                      filter_by_created_timestamp=True)
-        .to_df().sort_values("row").reset_index(drop=True)
-    )  # fmt: skip
+        store.get_historical_features(
+            entity_df=entity_df,
+            features=refs,
+            full_feature_names=True,
+            filter_by_created_timestamp=True,
+        )
+        .to_df()
+        .sort_values("row")
+        .reset_index(drop=True)
+    )
     problems = []
     for name in reader.feature_names:
         for i in range(len(sample)):
@@ -83,8 +89,10 @@ def _count_non_null(store, sample: pd.DataFrame, now: datetime) -> int:
     from feature_repo.online import OnlineFeatureReader
 
     reader = OnlineFeatureReader(store, "flight_delay_v1")
-    rows = {k: sample[k].tolist() for k in ("origin", "dest", "carrier", "tailnum", "distance",
-                                            "sched_dep_utc_offset_min")}  # fmt: skip
+    rows = {
+        k: sample[k].tolist()
+        for k in ("origin", "dest", "carrier", "tailnum", "distance", "sched_dep_utc_offset_min")
+    }
     rows["sched_dep_epoch"] = [int(now.timestamp())] * len(sample)
     online = reader.read(rows, now.timestamp())
     return sum(v is not None for column in online.values.values() for v in column)
@@ -141,12 +149,17 @@ def test_a_held_lock_makes_others_skip_or_wait(pipeline, main_redis_db) -> None:
     lock = run_lock(settings)
     assert lock.acquire(0)
     try:
-        skipped = subprocess.run(_materialize_cmd(NOW), env=_env(settings), capture_output=True,
-                                 text=True, timeout=120)  # fmt: skip
+        skipped = subprocess.run(
+            _materialize_cmd(NOW), env=_env(settings), capture_output=True, text=True, timeout=120
+        )
         assert skipped.returncode == 75, skipped.stderr
         assert "another materialization is running" in skipped.stdout
-        waiting = subprocess.Popen(_materialize_cmd(NOW, "--wait", "60"), env=_env(settings),
-                                   stdout=subprocess.PIPE, text=True)  # fmt: skip
+        waiting = subprocess.Popen(
+            _materialize_cmd(NOW, "--wait", "60"),
+            env=_env(settings),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(8)  # long enough to import Feast and start waiting
         assert waiting.poll() is None, "the waiting run did not wait for the lock"
     finally:
@@ -159,8 +172,16 @@ def test_a_held_lock_makes_others_skip_or_wait(pipeline, main_redis_db) -> None:
 @pytest.mark.integration
 def test_two_runs_started_together_never_both_write(pipeline, main_redis_db) -> None:
     settings = _settings(pipeline.settings, main_redis_db)
-    runs = [subprocess.Popen(_materialize_cmd(NOW), env=_env(settings), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    runs = [
+        subprocess.Popen(
+            _materialize_cmd(NOW),
+            env=_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=180) for run in runs]
     codes = sorted(run.returncode for run in runs)
     writers = [out for out, _ in outputs if "rows through" in " ".join(out.split())]
@@ -180,8 +201,12 @@ def test_a_run_killed_mid_write_is_recovered(pipeline, own_redis) -> None:
     settings = _settings(pipeline.settings, own_redis.url)
     MaterializationState(settings).reset()
     scratch = settings.state_dir / "scratch"
-    victim = subprocess.Popen(_materialize_cmd(NOW), env=_env(settings),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    victim = subprocess.Popen(
+        _materialize_cmd(NOW),
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not (scratch.exists() and any(scratch.iterdir())):
         assert victim.poll() is None, "the run finished before it could be killed"
@@ -214,8 +239,9 @@ def test_redis_outage_fails_clearly_and_the_next_run_catches_up(pipeline, own_re
 
     own_redis.stop()
     later = NOW + timedelta(days=2)
-    failed = subprocess.run(_materialize_cmd(later), env=_env(settings), capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+    failed = subprocess.run(
+        _materialize_cmd(later), env=_env(settings), capture_output=True, text=True, timeout=120
+    )
     assert failed.returncode == 69
     assert f"cannot reach Redis at {own_redis.url}" in " ".join(failed.stderr.split())
     assert "Traceback" not in failed.stderr + failed.stdout
@@ -236,16 +262,25 @@ def test_status_shows_freshness_per_view(pipeline) -> None:
     Materializer(settings, store=open_store(settings)).run(now=NOW)
     env = _env(settings) | {"FEASTLINE_NOW": (NOW + timedelta(hours=6)).isoformat()}
     env.pop("REDIS_URL", None)
-    result = subprocess.run([sys.executable, "-m", "feature_repo", "status"], env=env,
-                            capture_output=True, text=True, timeout=60,
-                            )  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "feature_repo", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout
     for view in ("weather_hourly", "carrier_perf_7d", "aircraft_last_flight"):
         assert view in text
     assert "6.0 h" in text  # carriers' snapshot at NOW, six hours before "now"
-    as_json = subprocess.run([sys.executable, "-m", "feature_repo", "status", "--json"], env=env,
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    as_json = subprocess.run(
+        [sys.executable, "-m", "feature_repo", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     views = {v["view"]: v for v in json.loads(as_json.stdout)["views"]}
     assert views["carrier_perf_7d"]["freshness_seconds"] == 6 * 3600
     assert len(views) == 6

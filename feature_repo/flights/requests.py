@@ -1,0 +1,100 @@
+"""What a caller sends to score a flight, and how it becomes Feast entity rows.
+
+Serving owns the HTTP side; this module owns what a flight *is*: the fields,
+their validation, and their mapping onto the feature service's join keys and
+request-time fields (``flight_request`` in ``definitions.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+AirportCode = Annotated[str, StringConstraints(min_length=3, max_length=4, pattern=r"^[A-Z0-9]+$")]
+CarrierCode = Annotated[str, StringConstraints(min_length=2, max_length=3, pattern=r"^[A-Z0-9]+$")]
+
+
+class FlightRequest(BaseModel):
+    """One scheduled flight, as known about two hours before departure."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    origin: AirportCode = Field(description="departure airport, FAA code", examples=["EWR"])
+    dest: AirportCode = Field(description="destination airport, FAA code", examples=["IAH"])
+    carrier: CarrierCode = Field(description="two-letter airline code", examples=["UA"])
+    tailnum: str | None = Field(
+        default=None,
+        max_length=10,
+        description="aircraft registration; unknown or absent aircraft are scored with "
+        "imputed features and flagged",
+        examples=["N14228"],
+    )
+    sched_dep: AwareDatetime = Field(
+        description="scheduled departure, ISO 8601 with a UTC offset (local time of the origin)",
+        examples=["2013-06-15T17:45:00-04:00"],
+    )
+    distance: float = Field(gt=0, le=20000, description="route distance, miles", examples=[1400])
+    flight_id: str | None = Field(default=None, max_length=64, description="caller's id, echoed")
+
+
+ENTITY_COLUMNS = ("origin", "dest", "carrier", "tailnum")
+
+
+def feature_rows(flights: Sequence[FlightRequest]) -> dict[str, list[Any]]:
+    """Columnar entity rows plus the request-time fields the on-demand views need."""
+    sched: list[datetime] = [f.sched_dep for f in flights]
+    return {
+        "origin": [f.origin for f in flights],
+        "dest": [f.dest for f in flights],
+        "carrier": [f.carrier for f in flights],
+        "tailnum": [f.tailnum or "" for f in flights],
+        "sched_dep_epoch": [int(t.timestamp()) for t in sched],
+        "sched_dep_utc_offset_min": [_offset_minutes(t) for t in sched],
+        "distance": [float(f.distance) for f in flights],
+    }
+
+
+def _offset_minutes(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    assert offset is not None  # AwareDatetime guarantees it
+    return int(offset.total_seconds() // 60)
+
+
+def request_model(airports: frozenset[str], carriers: frozenset[str]) -> type[FlightRequest]:
+    """``FlightRequest`` that also rejects airports and carriers the system has never seen."""
+    from pydantic import field_validator
+
+    class KnownFlightRequest(FlightRequest):
+        @field_validator("origin", "dest")
+        @classmethod
+        def _known_airport(cls, value: str) -> str:
+            if value not in airports:
+                raise ValueError(f"unknown airport {value!r}")
+            return value
+
+        @field_validator("carrier")
+        @classmethod
+        def _known_carrier(cls, value: str) -> str:
+            if value not in carriers:
+                raise ValueError(f"unknown carrier {value!r}")
+            return value
+
+    KnownFlightRequest.__name__ = "FlightRequest"
+    return KnownFlightRequest
+
+
+def known_codes(raw_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """Airports and carriers from the raw layer's static tables."""
+    import pyarrow.parquet as pq
+
+    try:
+        airports = pq.read_table(raw_dir / "airports" / "snapshot.parquet", columns=["faa"])
+        carriers = pq.read_table(raw_dir / "airlines" / "snapshot.parquet", columns=["carrier"])
+    except FileNotFoundError as err:
+        raise RuntimeError(f"raw layer has no airports/airlines yet ({err}); run ingest") from None
+    return (frozenset(airports.column("faa").to_pylist()),
+            frozenset(carriers.column("carrier").to_pylist()))  # fmt: skip

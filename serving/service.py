@@ -1,0 +1,130 @@
+"""The BentoML service: ``bentoml serve serving.service:FlightDelayService``.
+
+Start it with ``python -m serving serve`` (or ``make serve``), which pins the
+model store and the bind address. Settings come from the environment
+(README, "Serving").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import Field
+
+from feature_repo.settings import Settings
+from feature_repo.store import quiet_feast_warnings
+from serving.api_key import ApiKeyMiddleware
+from serving.serving_logs import configure_service_logging
+from serving.serving_metrics import METRICS
+
+quiet_feast_warnings()  # after Feast's import, or every request logs deprecations
+warnings.filterwarnings("ignore", module="pydantic")
+
+SETTINGS = Settings.from_env()
+MAX_FLIGHTS = int(os.environ.get("FEASTLINE_MAX_FLIGHTS", "1000"))
+WORKERS = int(os.environ.get("FEASTLINE_SERVING_WORKERS", "2"))
+THREADS = int(os.environ.get("FEASTLINE_SERVING_THREADS", "4"))
+RELOAD_CHECK_SECONDS = float(os.environ.get("FEASTLINE_RELOAD_CHECK_SECONDS", "5"))
+
+_requests = __import__(f"{SETTINGS.dataset_module}.requests", fromlist=["requests"])
+FlightRequest = _requests.request_model(*_requests.known_codes(SETTINGS.raw_dir))
+Flights = Annotated[list[FlightRequest], Field(min_length=1, max_length=MAX_FLIGHTS)]  # type: ignore[valid-type]
+
+log = logging.getLogger("serving")
+
+
+@bentoml.service(
+    name="flight_delay",
+    workers=WORKERS,
+    threads=THREADS,
+    traffic={"timeout": 30},
+    http={"host": "127.0.0.1", "port": 3000},
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
+    logging={"access": {"enabled": False}},
+)
+class FlightDelayService:
+    """Late-arrival probability for flights, from Feast online features."""
+
+    def __init__(self) -> None:
+        from serving.predictor import Predictor
+
+        configure_service_logging()
+        started = time.perf_counter()
+        self.predictor = Predictor(SETTINGS)
+        if RELOAD_CHECK_SECONDS > 0:
+            self.predictor.watch_registry(RELOAD_CHECK_SECONDS)
+        log.info(
+            "model loaded",
+            extra={
+                "tag": self.predictor.champion.tag,
+                "online_store": SETTINGS.online_store_kind,
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+
+    @bentoml.api(route="/predict")
+    def predict(self, flights: Flights, ctx: bentoml.Context) -> dict[str, Any]:
+        """Score one or many flights (up to FEASTLINE_MAX_FLIGHTS per request)."""
+        from feature_repo.run_lock import OnlineStoreUnavailable
+
+        try:
+            scored = self.predictor.score(flights)
+        except OnlineStoreUnavailable as err:
+            METRICS.store_unavailable.inc()
+            ctx.response.status_code = 503
+            log.warning("online store unavailable", extra={"error": str(err)})
+            return {"error": f"online features unavailable, try again shortly: {err}"}
+        champion = self.predictor.champion
+        METRICS.observe(scored, len(flights))
+        return {
+            "model": {
+                "tag": champion.tag,
+                "feature_service": champion.feature_service,
+                "threshold": champion.threshold,
+            },
+            "predictions": [
+                {
+                    "flight_id": flight.flight_id,
+                    "late_probability": scored.probabilities[i],
+                    "late": scored.decisions[i],
+                    "missing_features": scored.missing[i],
+                    "stale_features": scored.stale[i],
+                    "unknown_aircraft": scored.unknown_aircraft[i],
+                }
+                for i, flight in enumerate(flights)
+            ],
+            "imputation": "missing and stale features go to the model as missing values "
+            "(NaN), which its trees route down the branch learned for them",
+        }
+
+    @bentoml.api(route="/reload")
+    def reload(self) -> dict[str, str]:
+        """Pick up a newly promoted champion without a restart (this worker)."""
+        old, new = self.predictor.reload()
+        return {"previous": old, "current": new}
+
+    @bentoml.api(route="/model")
+    def model(self) -> dict[str, Any]:
+        champion = self.predictor.champion
+        return {
+            "tag": champion.tag,
+            "feature_service": champion.feature_service,
+            "threshold": champion.threshold,
+            "inputs": champion.model_inputs,
+        }
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self.predictor.close()
+
+    def __is_ready__(self) -> bool:
+        return self.predictor.online_store_answers()
+
+
+if api_key := os.environ.get("FEASTLINE_API_KEY"):
+    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=api_key)

@@ -1,0 +1,52 @@
+"""Prometheus metrics, served by BentoML at ``/metrics`` (aggregated over workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.online_feature_seconds = bentoml.metrics.Histogram(
+            name="feastline_online_feature_seconds",
+            documentation="Time to read a request's features from the online store via Feast",
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 2.5),
+        )
+        self.model_seconds = bentoml.metrics.Histogram(
+            name="feastline_model_seconds",
+            documentation="Time spent in the model for one request",
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
+        )
+        self.flights = bentoml.metrics.Counter(
+            name="feastline_flights_scored_total", documentation="Flights scored"
+        )
+        self.missing = bentoml.metrics.Counter(
+            name="feastline_missing_features_total",
+            documentation="Missing feature values passed to the model, by feature",
+            labelnames=["feature"],
+        )
+        self.stale = bentoml.metrics.Counter(
+            name="feastline_stale_features_total",
+            documentation="Online values older than their view's TTL (masked as missing)",
+            labelnames=["feature"],
+        )
+        self.store_unavailable = bentoml.metrics.Counter(
+            name="feastline_online_store_unavailable_total",
+            documentation="Requests refused with 503 because the online store was unreachable",
+        )
+
+    def observe(self, scored: Any, flights: int) -> None:
+        self.online_feature_seconds.observe(scored.feature_seconds)
+        self.model_seconds.observe(scored.model_seconds)
+        self.flights.inc(flights)
+        for names in scored.missing:
+            for name in names:
+                self.missing.labels(feature=name).inc()
+        for names in scored.stale:
+            for name in names:
+                self.stale.labels(feature=name).inc()
+
+
+METRICS = ServiceMetrics()
