@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -17,33 +17,16 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 
-def service_env(settings: Settings, workers: int | None = None) -> dict[str, str]:
-    """The environment ``bentoml serve`` needs: the project's model store, no telemetry."""
-    env = dict(os.environ)
-    env["BENTOML_HOME"] = str(settings.bentoml_home)
-    env["BENTOML_DO_NOT_TRACK"] = "True"
-    env["FEASTLINE_DATA_DIR"] = str(settings.data_dir)
-    if workers:
-        env["FEASTLINE_SERVING_WORKERS"] = str(workers)
-    return env
-
-
-def serve_command(host: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:FlightDelayService",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serving.champion import champion_tag
+    from serving.process import serve_command, service_env
 
     tag = champion_tag(settings)  # refuse to start, with advice, when there is no model
     console.print(
@@ -68,6 +51,42 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from serving import process as service_process
+    from serving.champion import champion_tag
+    from serving.replay import replay_days
+
+    tag = champion_tag(settings)
+    url = f"http://127.0.0.1:{args.port}"
+    log_path = settings.data_dir / "logs" / "service.log"
+    with console.status(f"starting the service on {url} ({tag})"):
+        child = service_process.start(settings, args.port, log_path, workers=args.workers)
+        try:
+            startup = service_process.wait_ready(url, child, 300)
+        except (RuntimeError, TimeoutError):
+            service_process.stop(child)
+            raise
+    console.print(f"service ready in {startup:.1f}s (log: {log_path})")
+    try:
+        total = replay_days(
+            settings,
+            url,
+            args.start,
+            args.days,
+            batch=args.batch,
+            on_day=lambda day, stats: console.print(f"{day}: {stats.summary()}"),
+        )
+    finally:
+        code = service_process.stop(child)
+    console.print(f"replay: {total.summary()}")
+    console.print(
+        f"service stopped cleanly (exit code {code})"
+        if code == 0
+        else f"[yellow]service exited with code {code}[/yellow]"
+    )
+    return 0 if total.errors == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving", description="Serving: the online service and batch scoring."
@@ -78,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
     p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("demo", help="start the service, replay scheduled days, print latency, stop")
+    p.add_argument("--start", type=_date, required=True, help="first replayed day (UTC)")
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1, help="flights per request")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("batch", help="score a Parquet file of flights with offline features")
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)

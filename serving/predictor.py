@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from feature_repo.clock import Clock
@@ -37,6 +38,7 @@ class Scored:
     unknown_aircraft: list[bool]
     feature_seconds: float
     model_seconds: float
+    served_at: datetime
     features: dict[str, list[Any]] = field(repr=False, default_factory=dict)
 
 
@@ -124,8 +126,9 @@ class Predictor:
         champion, reader = self._active
         rows = self.dataset.feature_rows(flights)
         began = time.perf_counter()
+        served_at = self.clock.now().instant
         try:
-            online = reader.read(rows, self.clock.now().instant.timestamp())
+            online = reader.read(rows, served_at.timestamp())
         except Exception as err:
             if _is_store_outage(err):
                 raise OnlineStoreUnavailable(f"cannot reach the online store: {err}") from None
@@ -146,6 +149,7 @@ class Predictor:
                 all(online.values[n][i] is None for n in self._plane_features)
                 for i in range(online.rows)
             ],
+            served_at=served_at,
             feature_seconds=fetched - began,
             model_seconds=done - fetched,
             features=columns,

@@ -30,6 +30,7 @@ MAX_FLIGHTS = int(os.environ.get("FEASTLINE_MAX_FLIGHTS", "1000"))
 WORKERS = int(os.environ.get("FEASTLINE_SERVING_WORKERS", "2"))
 THREADS = int(os.environ.get("FEASTLINE_SERVING_THREADS", "4"))
 RELOAD_CHECK_SECONDS = float(os.environ.get("FEASTLINE_RELOAD_CHECK_SECONDS", "5"))
+PROFILING = os.environ.get("FEASTLINE_PROFILING", "on").lower() not in ("0", "off", "false", "no")
 
 _requests = __import__(f"{SETTINGS.dataset_module}.requests", fromlist=["requests"])
 FlightRequest = _requests.request_model(*_requests.known_codes(SETTINGS.raw_dir))
@@ -58,6 +59,11 @@ class FlightDelayService:
         self.predictor = Predictor(SETTINGS)
         if RELOAD_CHECK_SECONDS > 0:
             self.predictor.watch_registry(RELOAD_CHECK_SECONDS)
+        self.served = None
+        if PROFILING:
+            from serving.served_data import ServedDataLogger
+
+            self.served = ServedDataLogger(SETTINGS, writer_id=f"pid{os.getpid()}")
         log.info(
             "model loaded",
             extra={
@@ -81,6 +87,16 @@ class FlightDelayService:
             return {"error": f"online features unavailable, try again shortly: {err}"}
         champion = self.predictor.champion
         METRICS.observe(scored, len(flights))
+        if self.served is not None:
+            self.served.log(
+                flights,
+                scored.features,
+                champion.model_inputs,
+                scored.probabilities,
+                scored.served_at,
+                champion.tag,
+            )
+            METRICS.served_rows_dropped.set(self.served.dropped)
         return {
             "model": {
                 "tag": champion.tag,
@@ -121,6 +137,8 @@ class FlightDelayService:
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self.predictor.close()
+        if self.served is not None:
+            self.served.close()
 
     def __is_ready__(self) -> bool:
         return self.predictor.online_store_answers()

@@ -32,6 +32,11 @@ class ServiceMetrics:
             documentation="Online values older than their view's TTL (masked as missing)",
             labelnames=["feature"],
         )
+        self.served_rows_dropped = bentoml.metrics.Gauge(
+            name="feastline_served_rows_dropped",
+            documentation="Served rows this worker's monitoring queues dropped (queue full)",
+            multiprocess_mode="livesum",
+        )
         self.store_unavailable = bentoml.metrics.Counter(
             name="feastline_online_store_unavailable_total",
             documentation="Requests refused with 503 because the online store was unreachable",

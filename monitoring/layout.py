@@ -1,0 +1,39 @@
+"""Where monitoring files live, below ``Settings.monitoring_dir``.
+
+One convention shared by the service (writer), cron and CI (readers) and ``make drift``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feature_repo.settings import Settings
+
+
+def profiles_dir(settings: Settings) -> Path:
+    """Served-data profiles, ``profile-<interval start>[-<writer>].bin``."""
+    return settings.monitoring_dir / "profiles"
+
+
+def predictions_dir(settings: Settings) -> Path:
+    """The prediction log's Parquet parts."""
+    return settings.monitoring_dir / "predictions"
+
+
+def drift_dir(settings: Settings) -> Path:
+    """The latest ``drift.json`` and ``report.html``."""
+    return settings.monitoring_dir / "drift"
+
+
+def alerts_path(settings: Settings) -> Path:
+    """The default JSON-lines alert sink."""
+    return settings.monitoring_dir / "alerts.jsonl"
+
+
+def reference_path(settings: Settings, model_tag: str) -> Path:
+    """Where a model version's reference profile goes, e.g. ``flight_delay-abc123.bin``.
+
+    The BentoML store treats a saved model as immutable, so the profile sits
+    beside the store and the model's metadata records its path.
+    """
+    return settings.monitoring_dir / "references" / f"{model_tag.replace(':', '-')}.bin"

@@ -1,0 +1,91 @@
+"""Running the service as a child process: start, wait until ready, stop cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from feature_repo.settings import Settings
+
+
+def service_env(
+    settings: Settings, workers: int | None = None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What ``bentoml serve`` needs: the project's model store and data, no telemetry."""
+    env = dict(os.environ)
+    env["BENTOML_HOME"] = str(settings.bentoml_home)
+    env["BENTOML_DO_NOT_TRACK"] = "True"
+    env["FEASTLINE_DATA_DIR"] = str(settings.data_dir)
+    env.pop("REDIS_URL", None)
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    if workers:
+        env["FEASTLINE_SERVING_WORKERS"] = str(workers)
+    env.update(extra or {})
+    return env
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:FlightDelayService",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def start(
+    settings: Settings,
+    port: int,
+    log_path: Path,
+    host: str = "127.0.0.1",
+    workers: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            serve_command(host, port),
+            env=service_env(settings, workers, extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float) -> float:
+    """Seconds until ``/readyz`` answered 200; raises if the process dies or time runs out."""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited with code {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return time.monotonic() - began
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"service at {url} was not ready after {seconds:.0f}s")
+
+
+def stop(process: subprocess.Popen[bytes], seconds: float = 30) -> int:
+    """SIGTERM the process group (the server and its workers), as Ctrl-C would; then wait."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return process.returncode
