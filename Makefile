@@ -13,9 +13,15 @@ TRAIN_START ?= 2013-01-01
 TRAIN_END ?= 2013-05-31
 # "Now" for the main job: the end of the training window, on the simulated clock.
 NOW ?= 2013-06-01T00:00:00+00:00
+# Served days replayed after training, and what monitoring leaves out of the drift
+# verdict (the month encodes the calendar itself, so it always "drifts").
+SERVE_START ?= 2013-06-01
+SERVE_DAYS ?= 3
+SERVE_PORT ?= 3000
+MONITOR_ARGS ?= --exclude flight_request_features__sched_month
 PYTEST_ARGS ?=
 
-.PHONY: help setup run features materialize schedule status dataset test test-code test-data lint format bench clean clean-data
+.PHONY: help setup run features materialize schedule status serve dataset test test-code test-data lint format bench clean clean-data
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,12 +34,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with its dev tools
 
-run: $(STAMP) ## the main job: ingest Jan-May, features, Feast, online store, training set
+run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
 	$(BIN)/python -m feature_repo apply
 	$(BIN)/python -m feature_repo materialize --now $(NOW)
 	FEASTLINE_NOW=$(NOW) $(BIN)/python -m feature_repo status
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
+	$(BIN)/python -m training train --train-start $(TRAIN_START) --train-end $(FIT_END) --valid-end $(TRAIN_END) --promote $(TRAIN_ARGS)
+	FEASTLINE_PROFILE_INTERVAL=1d $(BIN)/python -m serving demo --start $(SERVE_START) --days $(SERVE_DAYS) --port $(SERVE_PORT)
+	$(BIN)/python -m monitoring compare $(MONITOR_ARGS) || [ $$? -eq 3 ]
 
 features: $(STAMP) ## ingest raw data through TRAIN_END and update the feature tables
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
@@ -46,6 +55,9 @@ schedule: $(STAMP) ## materialize every 15 minutes until stopped (Ctrl-C finishe
 
 status: $(STAMP) ## freshness of each feature view in the online store
 	$(BIN)/python -m feature_repo status
+
+serve: $(STAMP) ## start the BentoML service on 127.0.0.1:3000 (champion model, online features)
+	$(BIN)/python -m serving serve --port 3000
 
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
@@ -63,6 +75,44 @@ format: $(STAMP) ## apply ruff fixes and formatting
 
 bench: $(STAMP) ## offline-store benchmark (full year and 10x); prints a table
 	$(BIN)/python bench/offline.py
+
+.PHONY: bench-materialize
+bench-materialize: $(STAMP) ## Redis materialization: rows/s vs a raw ceiling; cost per run vs history
+	$(BIN)/python bench/materialize.py $(BENCH_MATERIALIZE_ARGS)
+
+# Training: fit on TRAIN_START..FIT_END, validate on the days after FIT_END through TRAIN_END.
+# `make run` also promotes the new model when it passes the gate (a refusal is not an error).
+FIT_END ?= 2013-04-30
+TRAIN_ARGS ?=
+
+.PHONY: train bench-train
+train: $(STAMP) ## train, evaluate and register a candidate model; prints the report path
+	$(BIN)/python -m training train --train-start $(TRAIN_START) --train-end $(FIT_END) --valid-end $(TRAIN_END) $(TRAIN_ARGS)
+
+bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full year and 10x
+	$(BIN)/python bench/train.py
+
+# Drift check for cron or CI: exit 3 when the drift policy fails, 2 on a bad profile.
+REFERENCE ?=
+DRIFT_TARGET ?= $(or $(FEASTLINE_DATA_DIR),data)/monitoring/profiles
+DRIFT_ARGS ?=
+
+.PHONY: drift bench-whylogs
+drift: $(STAMP) ## compare served profiles with a reference: make drift REFERENCE=ref.bin [DRIFT_TARGET=dir] [DRIFT_ARGS=...]
+	@test -n "$(REFERENCE)" || { echo "set REFERENCE=<the model's reference .bin>" >&2; exit 2; }
+	$(BIN)/python -m monitoring compare --reference $(REFERENCE) --target $(DRIFT_TARGET) $(DRIFT_ARGS)
+
+bench-whylogs: $(STAMP) ## whylogs cost per row by batch size; ProfileLogger.log() cost per call
+	$(BIN)/python bench/profiling.py
+
+# The champion's reference profile (from the registry) against the served profiles:
+# the drift table, drift.json and the HTML report's path. Exit 3 when the policy fails.
+.PHONY: monitor bench-overhead
+monitor: $(STAMP) ## compare served profiles with the champion's reference profile; prints the table and the report path
+	$(BIN)/python -m monitoring compare --target $(DRIFT_TARGET) $(MONITOR_ARGS)
+
+bench-overhead: $(STAMP) ## the service with monitoring on vs off: p50/p99/throughput ratios, dropped rows
+	$(BIN)/python bench/serving_overhead.py
 
 clean-data: ## delete generated data (raw layer, features, registry, datasets)
 	rm -rf data

@@ -5,25 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
 from pathlib import Path
 
 from rich.console import Console
 
+from feature_repo.cli_support import iso_date, run_cli
 from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
-from feature_repo.structured_logging import configure_logging
 from feature_repo.validation import BatchRejected
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -230,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest",
         help="publish raw data knowable by the end of a day, then update the feature tables",
     )
-    p.add_argument("--through", type=_date, required=True, help="last UTC day to publish")
+    p.add_argument("--through", type=iso_date, required=True, help="last UTC day to publish")
     p.add_argument(
         "--source-dir",
         type=Path,
@@ -306,20 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging()
-    settings = Settings.from_env()
-    try:
-        return args.func(args, settings)
-    except BatchRejected as err:
-        errors.print(f"[red]error:[/red] {err}")
-        return 2
-    except OnlineStoreUnavailable as err:
-        errors.print(f"[red]error:[/red] {err}")
-        return 69
-    except (RuntimeError, ValueError) as err:
-        errors.print(f"[red]error:[/red] {err}")
-        return 1
+    return run_cli(
+        build_parser(),
+        argv,
+        [(BatchRejected, 2), (OnlineStoreUnavailable, 69), ((RuntimeError, ValueError), 1)],
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Alert sinks: a log line, a JSON-lines file, a webhook.
 
-An alert is one JSON object: the model tag, the target window, the drifted
-features with their scores, and why the policy failed. Each sink is tried on its
+An alert is one JSON object: its ``kind`` (drift, performance, skew), the
+model tag, the window, what moved (drifted features with their scores,
+degraded metrics, mismatched features) and why the policy failed. Each sink is tried on its
 own; one failing (a webhook that is down) neither hides the others nor raises.
 """
 
@@ -82,15 +83,15 @@ class LogSink:
     name: str = "log"
 
     def send(self, alert: dict[str, Any]) -> None:
-        log.warning(
-            "drift alert",
-            extra={
-                "model_tag": alert.get("model_tag"),
-                "window": alert.get("window"),
-                "drifted": [d["column"] for d in alert.get("drifted", [])],
-                "reasons": alert.get("reasons"),
-            },
-        )
+        # Drift, performance and skew alerts share the envelope; the kind names the line.
+        extra: dict[str, Any] = {
+            "model_tag": alert.get("model_tag"),
+            "window": alert.get("window"),
+            "reasons": alert.get("reasons"),
+        }
+        if "drifted" in alert:
+            extra["drifted"] = [d["column"] for d in alert["drifted"]]
+        log.warning(f"{alert.get('kind', 'drift')} alert", extra=extra)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
 """Monitoring CLI: ``python -m monitoring --help``.
 
-Exit codes: 0 no policy breach, 3 the drift policy failed (so cron or CI can
-act), 2 bad input (a missing, empty or corrupt profile, no common columns),
-1 anything else.
+Exit codes: 0 no policy breach, 3 a policy failed (drift, degraded performance
+or training/serving skew, so cron or CI can act), 2 bad input (a missing, empty
+or corrupt profile, no common columns, no predictions in the window, an unknown
+model), 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +92,33 @@ def _sinks(args: argparse.Namespace) -> list[AlertSink]:
     return sinks
 
 
+def _reference_path(args: argparse.Namespace, settings: Settings) -> Path:
+    """``--reference``, else the model's reference profile from the registry.
+
+    The registry's ``reference_profile`` wins; a model without one falls back to
+    the conventional path beside the store (``monitoring/references/<tag>.bin``).
+    """
+    if args.reference is not None:
+        return Path(args.reference)
+    from monitoring.layout import reference_path
+    from monitoring.registry import RegistryLookupError, model_info
+
+    try:
+        info = model_info(settings, args.model_tag)
+    except RegistryLookupError as err:
+        raise BadInput(f"no --reference given and {err}") from None
+    args.model_tag = info.tag
+    if info.reference_profile is not None:
+        return info.reference_profile
+    fallback = reference_path(settings, info.tag)
+    if fallback.exists():
+        return fallback
+    raise BadInput(
+        f"no --reference given and model {info.tag} has no reference profile "
+        f"(metadata reference_profile is empty and {fallback} does not exist)"
+    )
+
+
 def _read_inputs(
     args: argparse.Namespace, progress: Progress
 ) -> tuple[Profile, Profile, list[Path]]:
@@ -132,15 +162,25 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     )
     sinks = _sinks(args)
     out: Path = args.out or drift_dir(settings)
+    args.reference = _reference_path(args, settings)
+    if not args.target:
+        from monitoring.layout import profiles_dir
+
+        args.target = [profiles_dir(settings)]
     with _progress() as progress:
         reference, target, files = _read_inputs(args, progress)
-        task = progress.add_task("comparing columns", total=len(target.columns))
+        columns = args.columns or None
+        if args.exclude:
+            # Columns that encode absolute time (the month) drift by construction.
+            shared = columns or sorted(set(reference.columns) & set(target.columns))
+            columns = [c for c in shared if c not in set(args.exclude)]
+        task = progress.add_task("comparing columns", total=len(columns or target.columns))
         try:
             result = compare(
                 reference,
                 target,
                 policy,
-                columns=args.columns or None,
+                columns=columns,
                 on_column=lambda _: progress.advance(task),
             )
         except DriftInputError as err:
@@ -238,6 +278,210 @@ def _cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _window(values: list[str]) -> tuple[datetime, datetime]:
+    from feature_repo.clock import parse_instant
+
+    try:
+        start, end = (parse_instant(v) for v in values)
+    except ValueError as err:
+        raise BadInput(f"--window: expected ISO dates or datetimes: {err}") from None
+    if end <= start:
+        raise BadInput(f"--window: END {values[1]} must be after START {values[0]}")
+    return start, end
+
+
+def _duration(text: str) -> timedelta:
+    from feature_repo.clock import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _send_alert(alert: dict[str, object], sinks: list[AlertSink]) -> None:
+    from monitoring.alerts import dispatch
+
+    for problem in dispatch(alert, sinks):
+        errors.print(f"[yellow]warning:[/yellow] alert not delivered: {problem}")
+
+
+def _cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
+    from feature_repo.atomic_io import write_json
+    from feature_repo.clock import Clock
+    from monitoring import layout
+    from monitoring.performance import (
+        OutcomeSpec,
+        PerformancePolicy,
+        build_alert,
+        evaluate,
+        read_outcomes,
+    )
+    from monitoring.predictions import read_predictions
+    from monitoring.registry import RegistryLookupError, model_info
+    from monitoring.report import performance_summary, performance_table
+
+    start, end = _window(args.window)
+    try:
+        policy = PerformancePolicy(
+            margin=args.margin,
+            metrics=tuple(args.metrics),
+            min_labels=args.min_labels,
+            fail_on=args.fail_on,
+        )
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    sinks = _sinks(args)
+    now = Clock(settings).now().instant
+    source = args.predictions_dir or layout.predictions_dir(settings)
+    predictions = read_predictions(source, start, end)
+    if args.model_tag:
+        predictions = predictions[predictions["model_tag"] == args.model_tag]
+    if predictions.empty:
+        which = f" by {args.model_tag}" if args.model_tag else ""
+        span = f"{start.isoformat()} .. {end.isoformat()}"
+        raise BadInput(f"{source}: no predictions{which} in {span}")
+    models: dict[str, tuple[float, dict[str, float]]] = {}
+    notes = []
+    for tag in sorted(predictions["model_tag"].astype(str).unique()):
+        try:
+            info = model_info(settings, tag)
+        except RegistryLookupError as err:
+            if args.threshold is None:
+                raise BadInput(
+                    f"predictions by {tag} need its threshold: {err}; pass --threshold"
+                ) from None
+            notes.append(f"{tag}: not in the registry, so no validation metrics to compare with")
+            models[tag] = (args.threshold, {})
+            continue
+        threshold = args.threshold if args.threshold is not None else info.threshold
+        if threshold is None:
+            raise BadInput(f"model {tag} has no threshold in its metadata; pass --threshold")
+        models[tag] = (threshold, info.validation_metrics)
+    outcome = OutcomeSpec(positive_above=args.late_minutes)
+    # Outcomes are filed by the day they became knowable, never before the prediction.
+    outcomes = read_outcomes(settings.raw_dir, now, outcome, since=start.date() - timedelta(days=1))
+    if end > now:
+        notes.append(f"the window ends after now ({now.isoformat()}): later outcomes are unknown")
+    result = evaluate(predictions, outcomes, models, (start, end), now, args.every, policy,
+                      outcome, notes)  # fmt: skip
+    out: Path = args.out or layout.performance_dir(settings)
+    json_path = out / "performance.json"
+    write_json(result.to_dict(), json_path)
+    if not args.json:
+        console.print(performance_table(result))
+        for note in result.notes:
+            console.print(f"[dim]note: {note}[/dim]")
+    log.info(
+        "performance evaluated",
+        extra={"failed": result.failed, "reasons": result.reasons, "json": str(json_path)},
+    )
+    if result.failed:
+        _send_alert(build_alert(result, report=str(json_path)), sinks)
+    _finish(args, result.to_dict(), f"{performance_summary(result)}; report {json_path}")
+    return EXIT_DRIFT if result.failed else EXIT_OK
+
+
+def _cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
+    from feature_repo.atomic_io import write_json
+    from feature_repo.store import open_store
+    from monitoring import layout
+    from monitoring.registry import RegistryLookupError, model_info
+    from monitoring.report import skew_summary, skew_table
+    from monitoring.served_features import MODEL_TAG, newest_served_at, read_served_features
+    from monitoring.skew import SkewInputError, build_alert, check
+
+    sinks = _sinks(args)
+    source: Path = args.served_dir or layout.served_features_dir(settings)
+    if args.window:
+        start, end = _window(args.window)
+    else:
+        newest = newest_served_at(source)
+        if newest is None:
+            raise BadInput(f"{source}: no served-features log (is FEASTLINE_PROFILING on?)")
+        # The newest row included: the window is [newest - lookback, newest].
+        end = newest + timedelta(microseconds=1)
+        start = end - args.lookback
+    served = read_served_features(source, start, end)
+    tags = sorted(served[MODEL_TAG].astype(str).unique()) if MODEL_TAG in served else []
+    services: dict[str, str] = {}
+    inputs: dict[str, list[str]] = {}
+    for tag in tags:
+        try:
+            info = model_info(settings, tag)
+        except RegistryLookupError as err:
+            if not args.feature_service:
+                raise BadInput(f"{err}; pass --feature-service") from None
+            services[tag] = args.feature_service
+            continue
+        service = args.feature_service or info.feature_service
+        if not service:
+            raise BadInput(f"model {tag} names no feature service; pass --feature-service")
+        services[tag] = service
+        if info.model_inputs:
+            inputs[tag] = info.model_inputs
+    with console.status(f"re-fetching up to {args.sample:,} served rows from the offline store"):
+        try:
+            result = check(
+                served,
+                open_store(settings),
+                services,
+                source=str(source),
+                window=(start, end),
+                inputs_of=inputs,
+                sample=args.sample,
+                seed=args.seed,
+                max_mismatch_share=args.max_mismatch_share,
+                rtol=args.tolerance,
+            )
+        except SkewInputError as err:
+            raise BadInput(str(err)) from None
+    out: Path = args.out or layout.skew_dir(settings)
+    json_path = out / "skew.json"
+    write_json(result.to_dict(), json_path)
+    if not args.json:
+        console.print(skew_table(result))
+        if result.not_compared:
+            skipped = ", ".join(result.not_compared)
+            console.print(f"[dim]not model inputs, so not logged: {skipped}[/dim]")
+    log.info(
+        "skew checked",
+        extra={"failed": result.failed, "mismatches": result.mismatches, "json": str(json_path)},
+    )
+    if result.failed:
+        _send_alert(build_alert(result, report=str(json_path)), sinks)
+    _finish(args, result.to_dict(), f"{skew_summary(result)}; report {json_path}")
+    return EXIT_DRIFT if result.failed else EXIT_OK
+
+
+def _finish(args: argparse.Namespace, payload: dict[str, object], summary: str) -> None:
+    """The summary line, or with ``--json`` the whole result on stdout (for jq, CI)."""
+    if args.json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        console.print(summary, soft_wrap=True)
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the data directory (default: FEASTLINE_DATA_DIR, else ./data)",
+    )
+
+
+def _alert_options(parser: argparse.ArgumentParser) -> None:
+    """Alert sinks and output format of the performance and skew checks."""
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as JSON instead of the table"
+    )
+    parser.add_argument(
+        "--alert-jsonl", type=Path, default=None, help="append an alert line here on failure"
+    )
+    parser.add_argument("--webhook", default=None, help="POST the alert as JSON to this URL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m monitoring",
@@ -252,13 +496,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per column: PSI, Jensen-Shannon distance and whylogs' own test. "
         "Writes drift.json and report.html; exits 3 when the drift policy fails.",
     )
-    p.add_argument("--reference", type=Path, required=True, help="reference .bin profile")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="reference .bin profile (default: the reference profile of --model-tag, "
+        "or of the champion, from the registry)",
+    )
     p.add_argument(
         "--target",
         type=Path,
         nargs="+",
-        required=True,
-        help="target .bin profiles, or folders of them; merged into one",
+        default=[],
+        help="target .bin profiles, or folders of them; merged into one "
+        "(default: <data>/monitoring/profiles)",
     )
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default: <data>/monitoring/drift)"
@@ -295,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--columns", nargs="+", default=[], metavar="COLUMN", help="compare only these columns"
     )
     p.add_argument(
+        "--exclude",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="leave these columns out (e.g. ones that encode the month)",
+    )
+    p.add_argument(
         "--alert-jsonl",
         type=Path,
         default=None,
@@ -306,9 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model-tag",
         default=None,
-        help="model tag for the alert (default: from the reference profile)",
+        help="model whose reference profile to use without --reference, and the tag "
+        "for the alert (default: the champion; with --reference, the profile's own tag)",
     )
     p.add_argument("--no-html", action="store_true", help="skip the HTML report and its plots")
+    _data_dir_option(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("profile", help="profile a Parquet file into a whylogs .bin")
@@ -322,6 +582,124 @@ def build_parser() -> argparse.ArgumentParser:
         help="when present, its first and last value become the profile's window",
     )
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser(
+        "performance",
+        help="delayed-label performance of logged predictions against the model's validation",
+        description="Joins the prediction log with the outcomes knowable at the clock's now "
+        "(label: arr_delay > --late-minutes) and reports ROC-AUC, precision and recall "
+        "per window; exits 3 when a metric falls more than --margin below validation.",
+    )
+    p.add_argument(
+        "--window",
+        nargs=2,
+        required=True,
+        metavar=("START", "END"),
+        help="predictions made in [START, END), ISO dates or datetimes (UTC unless offset)",
+    )
+    p.add_argument("--every", type=_duration, default="1d", help="row per window (default 1d)")
+    p.add_argument("--model-tag", default=None, help="only this model's predictions")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold (default: the model's, from the registry)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="degraded when a metric is this far below validation (default 0.05)",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=["roc_auc", "precision", "recall"],
+        choices=["roc_auc", "precision", "recall"],
+        help="metrics the verdict uses (default: all three)",
+    )
+    p.add_argument(
+        "--min-labels",
+        type=int,
+        default=200,
+        help="judge only windows with at least this many outcomes (default 200)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=["overall", "any"],
+        default="overall",
+        help="fail on the whole window only (default), or also on any judged window",
+    )
+    p.add_argument(
+        "--late-minutes",
+        type=float,
+        default=15.0,
+        help="a flight is late when it arrives more than this late (default 15, as trained)",
+    )
+    p.add_argument(
+        "--predictions-dir",
+        type=Path,
+        default=None,
+        help="prediction log (default: <data>/monitoring/predictions)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: <data>/monitoring/performance)",
+    )
+    _alert_options(p)
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_performance)
+
+    p = sub.add_parser(
+        "skew",
+        help="re-fetch served rows from the offline store and count values that differ",
+        description="Samples the served-features log, asks Feast's offline store for the same "
+        "feature service at each row's served_at (strict as-of), and compares value by value; "
+        "exits 3 when the share of differing values exceeds --max-mismatch-share.",
+    )
+    p.add_argument("--sample", type=int, default=500, help="served rows to check (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument(
+        "--window",
+        nargs=2,
+        default=None,
+        metavar=("START", "END"),
+        help="rows served in [START, END) (default: --lookback before the newest row)",
+    )
+    p.add_argument(
+        "--lookback", type=_duration, default="1d", help="default window length (default 1d)"
+    )
+    p.add_argument(
+        "--served-dir",
+        type=Path,
+        default=None,
+        help="served-features log (default: <data>/monitoring/served_features)",
+    )
+    p.add_argument(
+        "--feature-service",
+        default=None,
+        help="feature service to re-fetch (default: each model's, from the registry)",
+    )
+    p.add_argument(
+        "--max-mismatch-share",
+        type=_share,
+        default=0.0,
+        help="fail when more than this share of values differ (default 0: any)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-9,
+        help="relative tolerance for numbers (default 1e-9)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <data>/monitoring/skew)"
+    )
+    _alert_options(p)
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_skew)
     return parser
 
 
@@ -332,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     from monitoring.profiles import ProfileError
 
     configure_logging()
-    settings = Settings.from_env()
+    data_dir = getattr(args, "data_dir", None)
+    settings = Settings.from_env(data_dir=data_dir) if data_dir else Settings.from_env()
     try:
         return args.func(args, settings)
     except (ProfileError, BadInput) as err:

@@ -20,6 +20,21 @@ def predictions_dir(settings: Settings) -> Path:
     return settings.monitoring_dir / "predictions"
 
 
+def served_features_dir(settings: Settings) -> Path:
+    """The served-features log's Parquet parts (entity keys, request fields, served values)."""
+    return settings.monitoring_dir / "served_features"
+
+
+def performance_dir(settings: Settings) -> Path:
+    """The latest ``performance.json``."""
+    return settings.monitoring_dir / "performance"
+
+
+def skew_dir(settings: Settings) -> Path:
+    """The latest ``skew.json``."""
+    return settings.monitoring_dir / "skew"
+
+
 def drift_dir(settings: Settings) -> Path:
     """The latest ``drift.json`` and ``report.html``."""
     return settings.monitoring_dir / "drift"

@@ -1,16 +1,13 @@
 """A compact log of served predictions, for joining with labels that arrive later.
 
 One row per prediction: flight id, prediction time, probability, model tag.
-Like the profiles it is written off the request path by a background thread.
-Rows are buffered and written as Parquet parts, one per interval per flush,
-``<prefix>-<interval start>[-<writer>]-<part id>.parquet``, each atomically: a
-crash loses at most the unflushed buffer and never leaves a partial file.
-Parts are never rewritten, so memory stays bounded however long the interval.
+Like the profiles it is written off the request path by a background thread,
+as Parquet parts (``monitoring.parquet_log``):
+``<prefix>-<interval start>[-<writer>]-<part id>.parquet``, each atomically.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,10 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from feature_repo.atomic_io import write_parquet
-from monitoring.background import BackgroundSink, Batch
-from monitoring.intervals import check_interval, interval_starts, parse_stamp, stamp, utc_now
-from monitoring.profiler import batch_frame
+from monitoring.intervals import utc_now
+from monitoring.parquet_log import ParquetLog, read_log
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -34,7 +29,7 @@ PREDICTION_SCHEMA = pa.schema(
 COLUMNS = tuple(PREDICTION_SCHEMA.names)
 
 
-class PredictionLog(BackgroundSink):
+class PredictionLog(ParquetLog):
     """Appends predictions to ``<out_dir>`` off the request path."""
 
     def __init__(
@@ -51,21 +46,19 @@ class PredictionLog(BackgroundSink):
         checkpoint_seconds: float = 30.0,
         max_buffer_rows: int = 100_000,
     ) -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.interval = check_interval(interval)
-        self._prefix = prefix
-        self._suffix = f"-{writer_id}" if writer_id else ""
-        self._max_buffer = max_buffer_rows
-        self._buffer: list[pd.DataFrame] = []
-        self._buffered = 0
         super().__init__(
-            name=f"prediction-log:{self.out_dir.name}",
+            out_dir,
+            interval,
+            time_column="prediction_time",
+            prefix=prefix,
+            schema=PREDICTION_SCHEMA,
+            writer_id=writer_id,
             clock=clock,
             max_queue=max_queue,
             batch_size=batch_size,
             max_wait_seconds=max_wait_seconds,
             checkpoint_seconds=checkpoint_seconds,
+            max_buffer_rows=max_buffer_rows,
         )
 
     def record(
@@ -81,46 +74,16 @@ class PredictionLog(BackgroundSink):
             }
         )
 
-    def _absorb(self, batch: Batch) -> None:
-        frame, received = batch_frame(batch, None)
+    def _normalize(self, frame: pd.DataFrame, received: pd.Series) -> pd.DataFrame:
+        timed = super()._normalize(frame, received)
         out = pd.DataFrame(index=frame.index)
         out["flight_id"] = frame.get("flight_id", pd.Series(index=frame.index)).astype("string")
-        when = frame.get("prediction_time", pd.Series(index=frame.index, dtype="object"))
-        out["prediction_time"] = (
-            pd.to_datetime(when, utc=True, errors="coerce")
-            .astype("datetime64[us, UTC]")
-            .fillna(received.astype("datetime64[us, UTC]"))
-        )
+        out["prediction_time"] = timed["prediction_time"]
         out["probability"] = pd.to_numeric(
             frame.get("probability", pd.Series(index=frame.index)), errors="coerce"
         ).astype("float64")
         out["model_tag"] = frame.get("model_tag", pd.Series(index=frame.index)).astype("string")
-        self._buffer.append(out)
-        self._buffered += len(out)
-        self._count_done(rows=len(out))
-        if self._buffered >= self._max_buffer:
-            self._persist(final=False)
-
-    def _persist(self, final: bool) -> None:
-        if not self._buffer:
-            return
-        frame = pd.concat(self._buffer, ignore_index=True)
-        keys = interval_starts(frame["prediction_time"], self.interval)
-        pending = dict(iter(frame.groupby(keys.to_numpy(), sort=True)))
-        try:
-            for key in list(pending):
-                start = pd.Timestamp(key).to_pydatetime()
-                part = f"{stamp(start)}{self._suffix}-{uuid.uuid4().hex[:12]}"
-                table = pa.Table.from_pandas(
-                    pending[key], schema=PREDICTION_SCHEMA, preserve_index=False
-                )
-                write_parquet(table, self.out_dir / f"{self._prefix}-{part}.parquet")
-                del pending[key]
-                self._count_done(files=1)
-        finally:
-            # Keep only what was not written, so a retry never duplicates a part.
-            self._buffer = list(pending.values())
-            self._buffered = sum(len(f) for f in self._buffer)
+        return out
 
 
 def read_predictions(
@@ -130,17 +93,4 @@ def read_predictions(
     prefix: str = "predictions",
 ) -> pd.DataFrame:
     """Predictions with ``start <= prediction_time < end``, oldest first."""
-    parts = []
-    for path in sorted(Path(directory).glob(f"{prefix}-*.parquet")):
-        interval = parse_stamp(path.name[len(prefix) + 1 :].split("-", 1)[0])
-        if end is not None and interval >= end:
-            continue
-        parts.append(pd.read_parquet(path))
-    if not parts:
-        return PREDICTION_SCHEMA.empty_table().to_pandas()
-    frame = pd.concat(parts, ignore_index=True)
-    if start is not None:
-        frame = frame[frame["prediction_time"] >= pd.Timestamp(start)]
-    if end is not None:
-        frame = frame[frame["prediction_time"] < pd.Timestamp(end)]
-    return frame.sort_values("prediction_time", kind="stable").reset_index(drop=True)
+    return read_log(directory, prefix, "prediction_time", start, end, schema=PREDICTION_SCHEMA)

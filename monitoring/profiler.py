@@ -92,7 +92,7 @@ class ProfileLogger(BackgroundSink):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.interval = check_interval(interval)
         self._time_column = time_column
-        self._exclude = list(exclude)
+        self._exclude: tuple[str, ...] = tuple(exclude)
         self._metadata = {
             "interval_seconds": str(int(interval.total_seconds())),
             **(metadata or {}),
@@ -115,14 +115,22 @@ class ProfileLogger(BackgroundSink):
             checkpoint_seconds=checkpoint_seconds,
         )
 
+    def set_exclude(self, columns: Sequence[str]) -> None:
+        """Columns to leave out from now on (e.g. after a new model changed the inputs).
+
+        One reference swap: the writer reads it once per batch, no lock needed.
+        """
+        self._exclude = tuple(columns)
+
     def path_for(self, start: datetime) -> Path:
         return self.out_dir / f"{self._prefix}-{stamp(start)}{self._suffix}.bin"
 
     # -- worker side -------------------------------------------------------
     def _absorb(self, batch: Batch) -> None:
         frame, times = batch_frame(batch, self._time_column)
-        if self._exclude:
-            frame = frame.drop(columns=[c for c in self._exclude if c in frame.columns])
+        exclude = self._exclude
+        if exclude:
+            frame = frame.drop(columns=[c for c in exclude if c in frame.columns])
         keys = interval_starts(times, self.interval)
         for key, rows in frame.groupby(keys.to_numpy(), sort=True):
             start = pd.Timestamp(key).to_pydatetime()

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -21,6 +22,10 @@ from rich.table import Table
 from feature_repo.atomic_io import write_json, write_text
 from monitoring.drift import ColumnDrift, DriftResult
 from monitoring.profiles import Profile
+
+if TYPE_CHECKING:
+    from monitoring.performance import PerformanceResult
+    from monitoring.skew import SkewResult
 
 REFERENCE_COLOR = "#4c72b0"
 TARGET_COLOR = "#dd8452"
@@ -87,6 +92,108 @@ def summary_line(result: DriftResult) -> str:
 def write_drift_json(result: DriftResult, path: Path, **extra: object) -> Path:
     write_json({**result.to_dict(), **extra}, path)
     return path
+
+
+def performance_table(result: PerformanceResult) -> Table:
+    """One row per model and window, the whole span last, validation alongside."""
+    table = Table(
+        title=f"performance: {result.window[0]:%Y-%m-%d %H:%M} .. {result.window[1]:%Y-%m-%d %H:%M}"
+        f" UTC, outcomes known at {result.now.isoformat(timespec='minutes')}",
+        show_edge=False,
+    )
+    for name in ("model", "window", "predictions", "labelled", "late share", "ROC-AUC"):
+        table.add_column(name, justify="left" if name in ("model", "window") else "right")
+    table.add_column("precision", justify="right")
+    table.add_column("recall", justify="right")
+    table.add_column("verdict")
+    margin = result.policy.margin
+    for model in result.models:
+        v = model.validation
+        table.add_row(
+            model.model_tag,
+            "[dim]validation[/dim]",
+            "",
+            "",
+            "",
+            f"[dim]{_num(v.get('roc_auc'))}[/dim]",
+            f"[dim]{_num(v.get('precision'))}[/dim]",
+            f"[dim]{_num(v.get('recall'))}[/dim]",
+            f"[dim]threshold {model.threshold:.3f}, margin {margin:g}[/dim]",
+        )
+        for w in (*model.windows, model.overall):
+            if not w.judged:
+                verdict = f"[dim]not judged (< {result.policy.min_labels} labels)[/dim]"
+            elif w.degraded:
+                verdict = "[red]DEGRADED[/red] " + ", ".join(w.degraded)
+            else:
+                verdict = "[green]ok[/green]"
+            cells = []
+            for metric in ("roc_auc", "precision", "recall"):
+                text = _num(getattr(w, metric))
+                cells.append(f"[red]{text}[/red]" if metric in w.degraded else text)
+            table.add_row(
+                "",
+                f"[bold]{w.label}[/bold]" if w.label == "all" else w.label,
+                f"{w.predictions:,}",
+                f"{w.labelled:,}",
+                "-" if w.positive_rate is None else f"{w.positive_rate:.1%}",
+                *cells,
+                verdict,
+            )
+    return table
+
+
+def performance_summary(result: PerformanceResult) -> str:
+    if not result.models:
+        return "performance: no predictions in the window"
+    parts = []
+    for m in result.models:
+        o = m.overall
+        parts.append(
+            f"{m.model_tag}: {o.labelled:,} of {o.predictions:,} predictions labelled, "
+            f"ROC-AUC {_num(o.roc_auc)} (validation {_num(m.validation.get('roc_auc'))})"
+        )
+    verdict = "DEGRADED: " + "; ".join(result.reasons) if result.failed else "within margin"
+    return "performance: " + "; ".join(parts) + f"; {verdict}"
+
+
+def skew_table(result: SkewResult) -> Table:
+    table = Table(
+        title=f"skew: {result.sampled_rows:,} served rows re-fetched from the offline store",
+        show_edge=False,
+    )
+    table.add_column("feature", overflow="fold")
+    table.add_column("compared", justify="right")
+    table.add_column("differ", justify="right")
+    table.add_column("served missing only", justify="right")
+    table.add_column("offline missing only", justify="right")
+    table.add_column("max |diff|", justify="right")
+    table.add_column("example (served vs offline)")
+    for c in sorted(result.columns, key=lambda c: (-c.mismatches, c.column)):
+        example = ""
+        if c.examples:
+            e = c.examples[0]
+            example = f"{e.get('flight_id')}: {e['served']!r} vs {e['offline']!r}"
+        table.add_row(
+            c.column,
+            f"{c.compared:,}",
+            f"[red]{c.mismatches:,}[/red]" if c.mismatches else "0",
+            f"{c.served_missing_only:,}",
+            f"{c.offline_missing_only:,}",
+            "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.4g}",
+            example,
+        )
+    return table
+
+
+def skew_summary(result: SkewResult) -> str:
+    verdict = "FAIL: " + "; ".join(result.reasons) if result.failed else "pass"
+    return (
+        f"skew: {result.mismatches:,} of {result.values_compared:,} values differ "
+        f"({result.mismatch_share:.2%}) in {result.rows_with_mismatch:,} of "
+        f"{result.sampled_rows:,} sampled rows ({result.available_rows:,} served in the window); "
+        f"{verdict}"
+    )
 
 
 # -- plots -----------------------------------------------------------------

@@ -5,23 +5,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 from rich.console import Console
 
+from feature_repo.cli_support import iso_date, run_cli
 from feature_repo.settings import Settings
-from feature_repo.structured_logging import configure_logging
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -98,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("demo", help="start the service, replay scheduled days, print latency, stop")
-    p.add_argument("--start", type=_date, required=True, help="first replayed day (UTC)")
+    p.add_argument("--start", type=iso_date, required=True, help="first replayed day (UTC)")
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--batch", type=int, default=1, help="flights per request")
     p.add_argument("--port", type=int, default=3000)
@@ -112,20 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging()
-    settings = Settings.from_env()
     from serving.batch import BadBatchInput
     from serving.champion import NoChampion
 
-    try:
-        return args.func(args, settings)
-    except NoChampion as err:
-        errors.print(f"[red]error:[/red] {err}")
-        return 3
-    except (BadBatchInput, RuntimeError, ValueError) as err:
-        errors.print(f"[red]error:[/red] {err}")
-        return 1
+    return run_cli(
+        build_parser(), argv, [(NoChampion, 3), ((BadBatchInput, RuntimeError, ValueError), 1)]
+    )
 
 
 if __name__ == "__main__":

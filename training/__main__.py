@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from feature_repo.cli_support import iso_date, run_cli
 from feature_repo.settings import Settings
-from feature_repo.structured_logging import configure_logging
+
+if TYPE_CHECKING:
+    from training.promotion import GateConfig, GateResult, Outcome
+    from training.train import ProgressFn
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+# `models promote` exits with this when the gate says no: a refusal, not a crash.
+EXIT_GATE_REFUSED = 3
 
 
 def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,28 +57,266 @@ def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@contextmanager
+def _progress_bars() -> Iterator[ProgressFn]:
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(step: str, completed: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=completed, total=total)
+
+        yield update
+
+
+def _gate_config(args: argparse.Namespace) -> GateConfig:
+    from training.promotion import GateConfig
+
+    return GateConfig.from_env(
+        min_gain=args.min_gain,
+        max_slice_drop=args.max_slice_drop,
+        min_slice_rows=args.min_slice_rows,
+    )
+
+
+def _print_gate(gate: GateResult | None) -> None:
+    if gate is None:
+        return
+    verdict = "[green]passed[/green]" if gate.passed else "[red]refused[/red]"
+    console.print(f"gate {verdict}:")
+    for reason in gate.reasons:
+        console.print(f"  - {reason}")
+    for drop in gate.slice_drops:
+        console.print(
+            f"    {drop['slice']}: {drop['champion_roc_auc']:.4f} -> "
+            f"{drop['candidate_roc_auc']:.4f} ({drop['rows']:,} rows)"
+        )
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    if outcome.action == "promote_refused":
+        console.print(f"{outcome.tag} stays a candidate; champion is still {outcome.old_champion}")
+    else:
+        console.print(
+            f"{outcome.action}: champion {outcome.old_champion or '(none)'} -> "
+            f"{outcome.new_champion}"
+        )
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from training.promotion import promote
+    from training.train import TrainConfig, train_and_register
+
+    config = TrainConfig(
+        train_start=args.train_start,
+        train_end=args.train_end,
+        valid_end=args.valid_end,
+        seed=args.seed,
+        grid=args.grid,
+        cv_splits=args.cv_splits,
+        rebuild_dataset=args.rebuild_dataset,
+        threads=args.threads,
+    )
+    gate_config = _gate_config(args)  # read before training: a bad flag should fail fast
+    with _progress_bars() as progress:
+        run = train_and_register(settings, config, progress)
+    metrics = run.trained.evaluation["metrics"]
+    baselines = run.trained.evaluation["baselines"]
+    table = Table(title=f"validation {config.train_end} < departure <= {config.valid_end}")
+    for column in ("scorer", "ROC-AUC", "PR-AUC", "log loss", "Brier"):
+        table.add_column(column, justify="left" if column == "scorer" else "right")
+    for name, values in (("model", metrics), *baselines.items()):
+        table.add_row(
+            name,
+            *(
+                f"{values[k]:.4f}" if k in values else "-"
+                for k in ("roc_auc", "pr_auc", "log_loss", "brier")
+            ),
+        )
+    console.print(table)
+    console.print(f"report:  {run.report_html}\nmetrics: {run.metrics_json}")
+    if args.promote:
+        outcome = promote(settings, run.record.tag, gate_config, user=None)
+        _print_gate(outcome.gate)
+        _print_outcome(outcome)
+    console.print(
+        f"{run.record.tag}: ROC-AUC {metrics['roc_auc']:.4f} "
+        f"(base rate {baselines['base_rate']['roc_auc']:.4f}, "
+        f"carrier history {baselines['carrier_history']['roc_auc']:.4f}), "
+        f"PR-AUC {metrics['pr_auc']:.4f}, F1 {metrics['f1']:.4f} at {metrics['threshold']:.3f}, "
+        f"{metrics['rows']:,} validation flights; training set "
+        f"{'reused' if run.dataset_reused else 'built'}"
+    )
+    return 0
+
+
+def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import list_models
+
+    records = list_models(settings)
+    if not records:
+        console.print(f"no models in the registry at {settings.bentoml_home}")
+        return 0
+    table = Table(title=f"models in {settings.bentoml_home}, oldest first", show_edge=False)
+    # The tag is what people copy into `models promote`; it must never wrap.
+    table.add_column("tag", no_wrap=True)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("ROC-AUC", no_wrap=True, justify="right")
+    table.add_column("validation window", no_wrap=True)
+    for record in records:
+        meta = record.metadata
+        valid = meta.get("validation_window", {})
+        roc_auc = meta.get("metrics", {}).get("roc_auc")
+        table.add_row(
+            record.tag,
+            record.stage or "?",
+            f"{roc_auc:.4f}" if isinstance(roc_auc, float) else "-",
+            f"{valid.get('start', '?')}..{valid.get('end', '?')}",
+        )
+    console.print(table)
+    return 0
+
+
+def _cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import get_model
+
+    record = get_model(settings, args.tag)
+    document = {
+        "tag": record.tag,
+        "labels": record.labels,
+        "created": record.creation_time.isoformat(),
+        "path": str(record.path),
+        "metadata": record.metadata,
+    }
+    console.print_json(json.dumps(document, default=str))
+    return 0
+
+
+def _cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from training.promotion import promote
+
+    outcome = promote(settings, args.tag, _gate_config(args), force=args.force, reason=args.reason)
+    _print_gate(outcome.gate)
+    _print_outcome(outcome)
+    return EXIT_GATE_REFUSED if outcome.action == "promote_refused" else 0
+
+
+def _cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from training.promotion import rollback
+
+    _print_outcome(rollback(settings, reason=args.reason))
+    return 0
+
+
+def _add_gate_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "promotion gate (defaults from FEASTLINE_GATE_MIN_GAIN, _MAX_SLICE_DROP, _MIN_SLICE_ROWS)"
+    )
+    group.add_argument(
+        "--min-gain",
+        type=float,
+        default=None,
+        help="validation ROC-AUC must beat the champion's by more than this (default 0.0)",
+    )
+    group.add_argument(
+        "--max-slice-drop",
+        type=float,
+        default=None,
+        help="largest ROC-AUC loss allowed on any carrier/origin/month slice (default 0.02)",
+    )
+    group.add_argument(
+        "--min-slice-rows",
+        type=int,
+        default=None,
+        help="slices with fewer validation rows are not compared (default 300)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training", description="Training pipeline: point-in-time training sets."
+        prog="python -m training",
+        description="Training pipeline: point-in-time training sets, models, the model registry.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build-dataset", help="build a point-in-time training set from Feast")
-    p.add_argument("--start", type=_date, required=True, help="first UTC day (scheduled departure)")
-    p.add_argument("--end", type=_date, required=True, help="last UTC day, inclusive")
+    p.add_argument(
+        "--start", type=iso_date, required=True, help="first UTC day (scheduled departure)"
+    )
+    p.add_argument("--end", type=iso_date, required=True, help="last UTC day, inclusive")
     p.add_argument("--out", type=Path, default=None, help="output Parquet path")
     p.set_defaults(func=_cmd_build_dataset)
+
+    from training.model import GRIDS
+
+    p = sub.add_parser(
+        "train",
+        help="train, evaluate and register a model (a candidate) on a time-split window",
+    )
+    p.add_argument("--train-start", type=iso_date, required=True, help="first UTC day of training")
+    p.add_argument("--train-end", type=iso_date, required=True, help="last UTC day of training")
+    p.add_argument(
+        "--valid-end",
+        type=iso_date,
+        required=True,
+        help="last UTC day of validation (validation starts the day after --train-end)",
+    )
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument(
+        "--grid", choices=sorted(GRIDS), default="default", help="hyperparameter grid to search"
+    )
+    p.add_argument("--cv-splits", type=int, default=3, help="time-ordered CV folds (default 3)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenMP threads per fit (default 1: reproducible, and safe on a shared machine)",
+    )
+    p.add_argument(
+        "--rebuild-dataset",
+        action="store_true",
+        help="rebuild the training set even if a matching one is stored",
+    )
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        help="then promote the new model if it passes the gate (a refusal is not an error)",
+    )
+    _add_gate_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    models = sub.add_parser("models", help="list, show, promote and roll back registered models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("list", help="every stored version with its stage and headline metric")
+    p.set_defaults(func=_cmd_models_list)
+    p = msub.add_parser("show", help="labels and lineage metadata of one model")
+    p.add_argument("tag", help="flight_delay:<version>, a bare <version>, or latest")
+    p.set_defaults(func=_cmd_models_show)
+    p = msub.add_parser(
+        "promote",
+        help="make a model the champion if it passes the gate",
+        description=(f"Exit codes: 0 promoted, {EXIT_GATE_REFUSED} refused by the gate, 1 error."),
+    )
+    p.add_argument("tag", help="flight_delay:<version>, a bare <version>, or latest")
+    p.add_argument("--force", action="store_true", help="promote even if the gate refuses")
+    p.add_argument("--reason", default=None, help="why (required with --force; audit-logged)")
+    _add_gate_flags(p)
+    p.set_defaults(func=_cmd_models_promote)
+    p = msub.add_parser("rollback", help="restore the previous champion; archive the current one")
+    p.add_argument("--reason", default=None, help="why (audit-logged)")
+    p.set_defaults(func=_cmd_models_rollback)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging()
-    settings = Settings.from_env()
-    try:
-        return args.func(args, settings)
-    except (RuntimeError, ValueError) as err:
-        errors.print(f"[red]error:[/red] {err}")
-        return 1
+    return run_cli(build_parser(), argv, [((RuntimeError, ValueError), 1)])
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ request-time fields (``flight_request`` in ``definitions.py``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,5 +97,45 @@ def known_codes(raw_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
         carriers = pq.read_table(raw_dir / "airlines" / "snapshot.parquet", columns=["carrier"])
     except FileNotFoundError as err:
         raise RuntimeError(f"raw layer has no airports/airlines yet ({err}); run ingest") from None
-    return (frozenset(airports.column("faa").to_pylist()),
-            frozenset(carriers.column("carrier").to_pylist()))  # fmt: skip
+    return (
+        frozenset(airports.column("faa").to_pylist()),
+        frozenset(carriers.column("carrier").to_pylist()),
+    )
+
+
+def scheduled_flights(day: date, source_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Requests for every flight scheduled to leave on ``day`` (UTC), from the source schedule.
+
+    Traffic for replays and demos: schedules are known in advance, so they come
+    from the source files rather than the raw layer, which only holds flights
+    once they have departed.
+    """
+    from datetime import UTC, timedelta, timezone
+
+    departures = _schedule(source_dir)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    mask = (departures["sched_dep_ts"] >= start) & (
+        departures["sched_dep_ts"] < start + timedelta(days=1)
+    )
+    flights = []
+    for row in departures.loc[mask].sort_values("sched_dep_ts").itertuples():
+        local = timezone(timedelta(minutes=int(row.sched_dep_utc_offset_min)))
+        flights.append(
+            {
+                "flight_id": row.flight_id,
+                "origin": row.origin,
+                "dest": row.dest,
+                "carrier": row.carrier,
+                "tailnum": None if not isinstance(row.tailnum, str) else row.tailnum,
+                "sched_dep": row.sched_dep_ts.to_pydatetime().astimezone(local).isoformat(),
+                "distance": float(row.distance),
+            }
+        )
+    return flights
+
+
+@functools.cache
+def _schedule(source_dir: Path | None) -> Any:
+    from feature_repo.flights.source import load_raw_tables
+
+    return load_raw_tables(source_dir).events["departures"][0]

@@ -1,0 +1,58 @@
+"""What every pipeline's CLI shares: argument types, and known errors as exit codes.
+
+An error the user can act on (bad input, a missing prerequisite, an outage)
+prints one line naming the problem and exits non-zero; only a bug shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from datetime import date
+
+from rich.console import Console
+
+from feature_repo.settings import Settings
+from feature_repo.structured_logging import configure_logging
+
+errors = Console(stderr=True, soft_wrap=True)
+
+ExitCodes = Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], int]]
+
+
+def iso_date(text: str) -> date:
+    """argparse type for YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def run_cli(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    exit_codes: ExitCodes,
+    settings_factory: Callable[[], Settings] = Settings.from_env,
+) -> int:
+    """Parse, set up logging and settings, run ``args.func``; map known errors to codes.
+
+    ``exit_codes`` is checked in order, so list specific exceptions before general ones.
+    """
+    args = parser.parse_args(argv)
+    configure_logging()
+    settings = settings_factory()
+    try:
+        return int(args.func(args, settings))
+    except Exception as err:
+        for kinds, code in exit_codes:
+            if isinstance(err, kinds):
+                errors.print(f"[red]error:[/red] {err}")
+                return code
+        if type(err).__module__ == "feast.errors":
+            # Feast's own "not found" and config errors are actionable, not bugs.
+            errors.print(
+                f"[red]error:[/red] {err} (has `python -m feature_repo apply` run "
+                "against this data directory?)"
+            )
+            return 1
+        raise

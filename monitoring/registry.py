@@ -1,0 +1,113 @@
+"""Reading the model registry (the BentoML model store) for monitoring.
+
+Monitoring depends on the registry's contract (README, "The registry
+contract"), never on ``training/`` or ``serving/``: models are named
+``flight_delay``, the label ``stage=champion`` marks the served one (the latest
+``promoted_at`` wins a tie), and the metadata carries ``threshold``,
+``metrics`` (validation), ``feature_service``, ``model_inputs`` and
+``reference_profile``. Only metadata is read here; no model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from feature_repo.settings import Settings
+
+MODEL_NAME = "flight_delay"
+STAGE_LABEL = "stage"
+CHAMPION = "champion"
+PROMOTED_AT_LABEL = "promoted_at"
+
+
+class RegistryLookupError(LookupError):
+    """The model (or the champion) is not in the registry; the message says where it looked."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    tag: str
+    stage: str
+    metadata: dict[str, Any] = field(repr=False)
+
+    @property
+    def threshold(self) -> float | None:
+        value = self.metadata.get("threshold")
+        return None if value is None else float(value)
+
+    @property
+    def validation_metrics(self) -> dict[str, float]:
+        metrics = self.metadata.get("metrics") or {}
+        return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+    @property
+    def feature_service(self) -> str | None:
+        value = self.metadata.get("feature_service")
+        return str(value) if value else None
+
+    @property
+    def model_inputs(self) -> list[str]:
+        return [str(c) for c in self.metadata.get("model_inputs") or []]
+
+    @property
+    def validation_window(self) -> dict[str, Any]:
+        return dict(self.metadata.get("validation_window") or {})
+
+    @property
+    def reference_profile(self) -> Path | None:
+        value = self.metadata.get("reference_profile")
+        return Path(value) if value else None
+
+
+def _store(settings: Settings) -> Any:
+    # BentoML reads BENTOML_HOME when first imported; pin it to this registry.
+    os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home))
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    from bentoml._internal.models.model import ModelStore
+
+    path = settings.bentoml_home / "models"
+    if not path.is_dir():
+        raise RegistryLookupError(f"no model registry at {settings.bentoml_home}")
+    return ModelStore(path)
+
+
+def _info(model: Any) -> ModelInfo:
+    labels = dict(model.info.labels)
+    return ModelInfo(
+        tag=str(model.tag), stage=labels.get(STAGE_LABEL, ""), metadata=dict(model.info.metadata)
+    )
+
+
+def champion(settings: Settings) -> ModelInfo:
+    store = _store(settings)
+    try:
+        models = store.list(MODEL_NAME)
+    except Exception:  # BentoML raises NotFound when no model of that name exists
+        models = []
+    champions = [m for m in models if m.info.labels.get(STAGE_LABEL) == CHAMPION]
+    if not champions:
+        raise RegistryLookupError(
+            f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}"
+        )
+    best = max(
+        champions, key=lambda m: (m.info.labels.get(PROMOTED_AT_LABEL, ""), m.info.creation_time)
+    )
+    return _info(best)
+
+
+def model_info(settings: Settings, tag: str | None = None) -> ModelInfo:
+    """The model ``tag`` (``flight_delay:<version>`` or a bare version), else the champion."""
+    if not tag:
+        return champion(settings)
+    if ":" not in tag:
+        tag = f"{MODEL_NAME}:{tag}"
+    store = _store(settings)
+    try:
+        return _info(store.get(tag))
+    except Exception:  # NotFound, or a malformed tag
+        raise RegistryLookupError(
+            f"model {tag} is not in the registry at {settings.bentoml_home}"
+        ) from None

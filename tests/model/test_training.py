@@ -1,0 +1,142 @@
+"""Training is reproducible, time-ordered, beats trivial baselines; registry entries are whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.model.conftest import GOOD_GRID, TRAIN_END, config
+
+
+def test_same_seed_data_and_code_give_identical_metrics(training_set, good) -> None:
+    from training.train import fit_and_evaluate
+
+    again = fit_and_evaluate(training_set, config(GOOD_GRID))
+    assert again.evaluation == good.evaluation
+    assert again.threshold == good.threshold
+    assert again.cv == good.cv
+    assert np.array_equal(again.valid_proba, good.valid_proba)
+
+
+def test_no_validation_flight_precedes_a_training_flight(good) -> None:
+    train, valid = good.split.train, good.split.valid
+    assert train["sched_dep_ts"].max() < valid["sched_dep_ts"].min()
+    cut = pd.Timestamp(TRAIN_END, tz="UTC") + pd.Timedelta(days=1)
+    assert train["sched_dep_ts"].max() < cut <= valid["sched_dep_ts"].min()
+    assert set(train["flight_id"]).isdisjoint(valid["flight_id"])
+
+
+def test_an_unsorted_set_is_refused_rather_than_split_by_position(good) -> None:
+    from training.trainset import time_split
+
+    shuffled = good.split.train.sample(frac=1.0, random_state=0)
+    with pytest.raises(ValueError, match="not sorted"):
+        time_split(shuffled, TRAIN_END)
+
+
+def test_cross_validation_folds_only_look_back(good) -> None:
+    from sklearn.model_selection import TimeSeriesSplit
+
+    times = good.split.train["sched_dep_ts"].to_numpy()
+    for fit_rows, score_rows in TimeSeriesSplit(n_splits=good.cv["splits"]).split(times):
+        assert times[fit_rows].max() <= times[score_rows].min()
+    assert "never shuffled" in good.cv["scheme"]
+
+
+def test_the_model_beats_both_trivial_baselines(good) -> None:
+    model = good.evaluation["metrics"]["roc_auc"]
+    baselines = good.evaluation["baselines"]
+    assert baselines["base_rate"]["roc_auc"] == pytest.approx(0.5)
+    assert model > baselines["carrier_history"]["roc_auc"] + 0.05
+
+
+def test_the_carrier_baseline_uses_training_labels_only(good) -> None:
+    from training.evaluate import baselines
+
+    train, valid = good.split.train, good.split.valid.copy()
+    before = baselines(train, valid, "label")["carrier_history"]
+    valid["label"] = 1 - valid["label"]  # flipping validation labels must flip AUC, nothing else
+    after = baselines(train, valid, "label")["carrier_history"]
+    assert after["roc_auc"] == pytest.approx(1 - before["roc_auc"])
+
+
+def test_the_threshold_is_not_chosen_on_validation(good) -> None:
+    assert good.cv["threshold_rule"].endswith("last CV fold")
+    assert good.cv["threshold_fold_rows"] < len(good.split.train)
+    assert 0 < good.threshold < 1
+
+
+def test_the_registered_model_round_trips(pipeline, registered) -> None:
+    from training.model import predict_proba
+    from training.registry import get_model, load_pipeline
+
+    record = get_model(pipeline.settings, registered.record.tag)
+    meta = record.metadata
+    trained = registered.trained
+    assert record.stage == "candidate"
+    assert meta["feature_service"] == "flight_delay_v1"
+    assert meta["features"] == trained.manifest["features"]
+    assert meta["training_set"]["fingerprint"] == trained.manifest["fingerprint"]
+    assert meta["training_set"]["window"] == {
+        "start": "2013-01-01",
+        "end": "2013-02-28",
+        "timezone": "UTC",
+    }
+    assert meta["validation_window"]["start"] == "2013-02-08"
+    assert meta["validation_window"]["end"] == "2013-02-28"
+    assert meta["metrics"] == trained.evaluation["metrics"]
+    assert meta["slices"] == trained.evaluation["slices"]
+    assert meta["threshold"] == trained.threshold
+    assert meta["git_commit"]
+    # train attaches the whylogs reference profile through the registry's hook
+    assert meta["reference_profile"] and Path(meta["reference_profile"]).is_file()
+
+    loaded = load_pipeline(pipeline.settings, record.tag)
+    valid = trained.split.valid
+    assert np.array_equal(predict_proba(loaded, valid, meta["model_inputs"]), trained.valid_proba)
+
+    metrics = json.loads(registered.metrics_json.read_text())
+    assert metrics["metrics"] == meta["metrics"] and metrics["tag"] == record.tag
+    html = registered.report_html.read_text()
+    assert html.count("data:image/png;base64,") == 5
+    assert registered.report_html.parent.name == record.version
+
+
+def test_the_reference_profile_hook_updates_metadata_only(pipeline, registered, tmp_path) -> None:
+    from training.registry import attach_reference_profile, get_model
+
+    profile = tmp_path / "reference.bin"
+    profile.write_bytes(b"profile")
+    before = get_model(pipeline.settings, registered.record.tag)
+    attach_reference_profile(before.tag, profile, pipeline.settings)
+    after = get_model(pipeline.settings, before.tag)
+    assert after.metadata["reference_profile"] == str(profile.resolve())
+    assert after.labels == before.labels
+    assert {k: v for k, v in after.metadata.items() if k != "reference_profile"} == {
+        k: v for k, v in before.metadata.items() if k != "reference_profile"
+    }
+
+
+def test_a_stored_training_set_is_reused_while_nothing_behind_it_changed(
+    pipeline, training_set
+) -> None:
+    from training.dataset import fingerprint
+    from training.trainset import expected_manifest, load_or_build, reusable
+
+    found, reused = load_or_build(pipeline.settings, *_window(training_set), store=pipeline.store)
+    assert reused and found.path == training_set.path
+    assert fingerprint(found.frame) == training_set.manifest["fingerprint"]
+    expected = expected_manifest(pipeline.settings, *_window(training_set), pipeline.store)
+    assert reusable(training_set.path, dict(expected, raw_watermark="2013-03-31")) is None
+    assert reusable(training_set.path, dict(expected, features=expected["features"][1:])) is None
+
+
+def _window(training_set):
+    from datetime import date
+
+    window = training_set.manifest["window"]
+    return date.fromisoformat(window["start"]), date.fromisoformat(window["end"])

@@ -1,0 +1,432 @@
+"""Promotion gate, rollback and the audit log of the model registry.
+
+**Gate.** A model becomes champion only if, on the same validation window as
+the current champion, its ROC-AUC beats the champion's by more than
+``min_gain``, and no slice (carrier, origin, month) with at least
+``min_slice_rows`` validation rows loses more than ``max_slice_drop`` ROC-AUC.
+When the two models were validated on different windows, the champion is
+re-scored on the candidate's validation rows (read back from the candidate's
+training set, checked against its fingerprint) so the comparison stays like
+for like. The first model, with no champion to beat, passes. ``--force``
+promotes past a failed gate and records the reason.
+
+**Rollback** re-crowns the champion before the current one and archives the
+current one. The order of champions is kept in ``champions.json`` beside the
+store; each rollback steps one further back.
+
+**Audit log.** Every promotion, refusal and rollback appends one JSON line
+to ``<bentoml_home>/audit.jsonl``: who, when, what, the tag, the old and new
+champion, the reason and the gate's result.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from feature_repo.atomic_io import write_json
+from feature_repo.settings import Settings
+from training.registry import (
+    ARCHIVED,
+    ARTIFACT_FILE,
+    CHAMPION,
+    MissingMetadata,
+    ModelRecord,
+    RegistryError,
+    champions,
+    get_model,
+    load_pipeline,
+    registry_lock,
+    set_stage,
+)
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "FEASTLINE_GATE_"
+# What the gate and serving need; a model without them was not saved by ``train``.
+REQUIRED_METADATA = (
+    "metrics.roc_auc",
+    "slices",
+    "threshold",
+    "model_inputs",
+    "feature_service",
+    "validation_window.start",
+    "validation_window.end",
+    "train_window.end",
+    "training_set.fingerprint",
+)
+
+
+class GateUnavailable(RegistryError):
+    """The gate cannot compare the two models (it then refuses, unless forced)."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_gain: float = 0.0
+    max_slice_drop: float = 0.02
+    min_slice_rows: int = 300
+
+    def __post_init__(self) -> None:
+        if self.max_slice_drop < 0 or self.min_slice_rows < 1:
+            raise ValueError("max slice drop must be >= 0 and min slice rows >= 1")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> GateConfig:
+        """Defaults, then ``FEASTLINE_GATE_*`` variables, then explicit overrides (CLI flags)."""
+        values: dict[str, Any] = {}
+        for name, kind in (("min_gain", float), ("max_slice_drop", float), ("min_slice_rows", int)):
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            if (text := os.environ.get(variable)) is not None:
+                try:
+                    values[name] = kind(text)
+                except ValueError:
+                    raise ValueError(
+                        f"{variable} must be a {kind.__name__}, got {text!r}"
+                    ) from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reasons: list[str]
+    candidate: str
+    champion: str | None = None
+    candidate_roc_auc: float | None = None
+    champion_roc_auc: float | None = None
+    gain: float | None = None
+    validation_window: dict[str, str] = field(default_factory=dict)
+    champion_rescored: bool = False
+    slices_compared: int = 0
+    slice_drops: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str
+    tag: str
+    old_champion: str | None
+    new_champion: str | None
+    gate: GateResult | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.old_champion != self.new_champion
+
+
+# -- metadata --------------------------------------------------------------------------------
+def _lookup(metadata: dict[str, Any], dotted: str) -> Any:
+    value: Any = metadata
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def require_promotable(record: ModelRecord) -> None:
+    missing = [key for key in REQUIRED_METADATA if _lookup(record.metadata, key) in (None, "")]
+    if missing:
+        raise MissingMetadata(
+            f"{record.tag} lacks the metadata the gate and serving need ({', '.join(missing)}); "
+            "only models saved by `python -m training train` can be promoted"
+        )
+    if not (record.path / ARTIFACT_FILE).is_file():
+        raise MissingMetadata(
+            f"{record.tag} has no {ARTIFACT_FILE}; the stored model is incomplete"
+        )
+
+
+def _window(metadata: dict[str, Any]) -> dict[str, str]:
+    window = metadata["validation_window"]
+    return {"start": window["start"], "end": window["end"]}
+
+
+# -- the gate ----------------------------------------------------------------------------------
+def compare(
+    candidate_tag: str,
+    candidate: dict[str, Any],
+    champion_tag: str | None,
+    champion: dict[str, Any] | None,
+    config: GateConfig,
+    rescored: bool = False,
+) -> GateResult:
+    """The gate on two evaluations ``{"metrics", "slices", "validation_window"}``, same window."""
+    result = GateResult(
+        passed=True,
+        reasons=[],
+        candidate=candidate_tag,
+        champion=champion_tag,
+        candidate_roc_auc=candidate["metrics"]["roc_auc"],
+        validation_window=_window(candidate),
+        champion_rescored=rescored,
+        config=asdict(config),
+    )
+    if champion is None:
+        result.reasons.append("no current champion: the first model is promoted")
+        return result
+    if _window(champion) != _window(candidate):
+        raise GateUnavailable("the gate compares models on the same validation window only")
+    if "roc_auc" not in champion["metrics"]:
+        raise GateUnavailable("the champion's ROC-AUC is undefined on this validation window")
+    result.champion_roc_auc = champion["metrics"]["roc_auc"]
+    result.gain = result.candidate_roc_auc - result.champion_roc_auc
+    if result.gain > config.min_gain:
+        result.reasons.append(
+            f"ROC-AUC {result.candidate_roc_auc:.4f} beats the champion's "
+            f"{result.champion_roc_auc:.4f} by {result.gain:+.4f} (> {config.min_gain})"
+        )
+    else:
+        result.passed = False
+        result.reasons.append(
+            f"ROC-AUC {result.candidate_roc_auc:.4f} does not beat the champion's "
+            f"{result.champion_roc_auc:.4f} by more than {config.min_gain} "
+            f"(gain {result.gain:+.4f})"
+        )
+    for kind, groups in candidate["slices"].items():
+        for key, ours in groups.items():
+            theirs = champion["slices"].get(kind, {}).get(key)
+            if theirs is None or "roc_auc" not in ours or "roc_auc" not in theirs:
+                continue
+            if min(ours["rows"], theirs["rows"]) < config.min_slice_rows:
+                continue
+            result.slices_compared += 1
+            drop = theirs["roc_auc"] - ours["roc_auc"]
+            if drop > config.max_slice_drop:
+                result.slice_drops.append(
+                    {
+                        "slice": f"{kind}={key}",
+                        "rows": ours["rows"],
+                        "candidate_roc_auc": ours["roc_auc"],
+                        "champion_roc_auc": theirs["roc_auc"],
+                        "drop": drop,
+                    }
+                )
+    if result.slice_drops:
+        result.passed = False
+        worst = max(result.slice_drops, key=lambda d: d["drop"])
+        result.reasons.append(
+            f"{len(result.slice_drops)} slice(s) lose more than {config.max_slice_drop} ROC-AUC; "
+            f"worst {worst['slice']}: {worst['champion_roc_auc']:.4f} -> "
+            f"{worst['candidate_roc_auc']:.4f}"
+        )
+    else:
+        result.reasons.append(
+            f"no slice loses more than {config.max_slice_drop} ROC-AUC "
+            f"({result.slices_compared} slices with >= {config.min_slice_rows} rows compared)"
+        )
+    return result
+
+
+def champion_on_window(
+    settings: Settings, champion: ModelRecord, candidate: ModelRecord
+) -> dict[str, Any]:
+    """Score the champion on the candidate's validation rows."""
+    from training.dataset import fingerprint
+    from training.evaluate import classification_metrics, slice_metrics
+    from training.trainset import time_split
+
+    training_set = candidate.metadata["training_set"]
+    path = Path(training_set.get("path") or "")
+    if not path.is_file():
+        raise GateUnavailable(
+            f"{champion.tag} was validated on {_window(champion.metadata)} and {candidate.tag} on "
+            f"{_window(candidate.metadata)}; re-scoring the champion needs the candidate's "
+            f"training set, and {path or 'its path'} is gone"
+        )
+    frame = pd.read_parquet(path)
+    if fingerprint(frame) != training_set["fingerprint"]:
+        raise GateUnavailable(
+            f"{path} no longer matches {candidate.tag}'s training-set fingerprint; "
+            "cannot re-score the champion on the candidate's validation window"
+        )
+    valid = time_split(frame, date.fromisoformat(candidate.metadata["train_window"]["end"])).valid
+    inputs = list(champion.metadata["model_inputs"])
+    absent = [c for c in inputs if c not in valid.columns]
+    if absent:
+        raise GateUnavailable(f"{champion.tag} needs inputs the candidate's set lacks: {absent}")
+    label = candidate.metadata.get("label", "label")
+    y = valid[label].to_numpy()
+    with threadpool_limits(limits=1, user_api="openmp"):
+        p = load_pipeline(settings, champion.tag).predict_proba(valid[inputs])[:, 1]
+    threshold = float(champion.metadata["threshold"])
+    return {
+        "metrics": classification_metrics(y, p, threshold),
+        "slices": slice_metrics(valid, y, p, threshold),
+        "validation_window": _window(candidate.metadata),
+    }
+
+
+def run_gate(
+    settings: Settings, candidate: ModelRecord, current: ModelRecord | None, config: GateConfig
+) -> GateResult:
+    if current is None:
+        return compare(candidate.tag, candidate.metadata, None, None, config)
+    try:
+        require_promotable(current)
+        if _window(current.metadata) == _window(candidate.metadata):
+            return compare(candidate.tag, candidate.metadata, current.tag, current.metadata, config)
+        rescored = champion_on_window(settings, current, candidate)
+        return compare(candidate.tag, candidate.metadata, current.tag, rescored, config, True)
+    except RegistryError as err:
+        return GateResult(
+            passed=False,
+            reasons=[f"cannot compare with champion {current.tag}: {err}"],
+            candidate=candidate.tag,
+            champion=current.tag,
+            candidate_roc_auc=candidate.metadata["metrics"]["roc_auc"],
+            validation_window=_window(candidate.metadata),
+            config=asdict(config),
+        )
+
+
+# -- audit log and champion history ----------------------------------------------------------
+def audit_path(settings: Settings) -> Path:
+    return settings.bentoml_home / "audit.jsonl"
+
+
+def history_path(settings: Settings) -> Path:
+    return settings.bentoml_home / "champions.json"
+
+
+def read_audit(settings: Settings) -> list[dict[str, Any]]:
+    path = audit_path(settings)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_audit(settings: Settings, entry: dict[str, Any]) -> None:
+    path = audit_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+    # One write of one line in append mode, under the registry lock: lines never interleave.
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_history(settings: Settings) -> list[str]:
+    path = history_path(settings)
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text()).get("history", []))
+
+
+def _write_history(settings: Settings, history: list[str]) -> None:
+    write_json({"history": history}, history_path(settings))
+
+
+def _record_change(
+    settings: Settings,
+    outcome: Outcome,
+    reason: str | None,
+    user: str | None,
+    forced: bool = False,
+) -> None:
+    entry = {
+        "ts": datetime.now(UTC).isoformat(timespec="seconds"),
+        "user": user or getpass.getuser(),
+        "action": outcome.action,
+        "tag": outcome.tag,
+        "old_champion": outcome.old_champion,
+        "new_champion": outcome.new_champion,
+        "reason": reason,
+        "forced": forced,
+        "gate": outcome.gate.to_dict() if outcome.gate else None,
+    }
+    append_audit(settings, entry)
+    log.info("registry change", extra={k: v for k, v in entry.items() if k != "gate"})
+
+
+# -- promote and rollback ----------------------------------------------------------------------
+def promote(
+    settings: Settings,
+    tag: str,
+    config: GateConfig | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    user: str | None = None,
+) -> Outcome:
+    """Make ``tag`` the champion if it passes the gate (or ``force``, with a reason)."""
+    if force and not (reason and reason.strip()):
+        raise ValueError("--force needs a --reason: it is recorded in the audit log")
+    config = config or GateConfig.from_env()
+    with registry_lock(settings):
+        candidate = get_model(settings, tag)
+        require_promotable(candidate)
+        crowned = champions(settings)
+        current = crowned[0] if crowned else None
+        if current is not None and current.tag == candidate.tag:
+            raise RegistryError(f"{candidate.tag} is already the champion")
+        gate = run_gate(settings, candidate, current, config)
+        old = current.tag if current else None
+        if not gate.passed and not force:
+            outcome = Outcome("promote_refused", candidate.tag, old, old, gate)
+            _record_change(settings, outcome, reason, user)
+            return outcome
+        # The new champion is labelled before the old one is archived: a reader in
+        # between sees two champions and picks the later promoted_at, never none.
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        set_stage(settings, candidate.tag, CHAMPION, promoted_at=now)
+        for other in crowned:
+            if other.tag != candidate.tag:
+                set_stage(settings, other.tag, ARCHIVED)
+        _write_history(settings, [*read_history(settings), candidate.tag])
+        action = "promote_forced" if force and not gate.passed else "promote"
+        outcome = Outcome(action, candidate.tag, old, candidate.tag, gate)
+        _record_change(settings, outcome, reason, user, forced=force and not gate.passed)
+        return outcome
+
+
+def rollback(settings: Settings, reason: str | None = None, user: str | None = None) -> Outcome:
+    """Re-crown the previous champion; the current one is archived."""
+    with registry_lock(settings):
+        crowned = champions(settings)
+        if not crowned:
+            raise RegistryError("there is no champion to roll back")
+        current = crowned[0]
+        history = read_history(settings)
+        if not history or history[-1] != current.tag:
+            raise RegistryError(
+                f"the champion history ({history_path(settings)}) does not end with the current "
+                f"champion {current.tag}: labels were changed outside `python -m training`. "
+                "Use `models promote TAG --force --reason ...` to choose a champion explicitly"
+            )
+        previous, keep = None, 0
+        for index in range(len(history) - 2, -1, -1):
+            if history[index] == current.tag:
+                continue
+            try:
+                previous = get_model(settings, history[index])
+            except RegistryError:
+                continue  # deleted from the store since; look further back
+            keep = index + 1
+            break
+        if previous is None:
+            raise RegistryError(f"no earlier champion to roll back to from {current.tag}")
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        set_stage(settings, previous.tag, CHAMPION, promoted_at=now)
+        for other in crowned:
+            if other.tag != previous.tag:
+                set_stage(settings, other.tag, ARCHIVED)
+        _write_history(settings, history[:keep])
+        outcome = Outcome("rollback", previous.tag, current.tag, previous.tag)
+        _record_change(settings, outcome, reason, user)
+        return outcome

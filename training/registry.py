@@ -1,0 +1,288 @@
+"""The model registry: the BentoML model store under ``settings.bentoml_home``.
+
+The registry is the only contact between training and the pipelines that use a
+model: serving and monitoring never import ``training/``. What they may rely on:
+
+- **Name and versions.** Models are stored under the name ``flight_delay``; a
+  version is a BentoML tag, ``flight_delay:<version>``.
+- **Stage.** The label ``stage`` is ``candidate`` (trained, not served),
+  ``champion`` (the model to serve) or ``archived`` (a former champion).
+  Serving lists the models named ``flight_delay`` and takes the one labelled
+  ``stage=champion``. A promotion writes the new champion before archiving
+  the old one, so for a moment (or after a crash in between) two models can
+  carry the label; the one with the latest ``promoted_at`` label wins.
+- **Artifact.** A scikit-learn Pipeline stored the ``bentoml.sklearn`` way
+  (``bentoml.sklearn.load_model(tag)``). Call ``predict_proba(frame)[:, 1]``
+  on a DataFrame with exactly the columns ``metadata["model_inputs"]``:
+  numeric columns as floats (missing as NaN or None), the
+  ``metadata["categorical_inputs"]`` as strings (missing as None; unseen
+  values are treated as missing). A flight is predicted late when the
+  probability is at least ``metadata["threshold"]``.
+- **Lineage** in ``metadata``: ``feature_service`` and ``features`` (the
+  service's feature list, ``<view>__<feature>``), ``training_set`` (window,
+  fingerprint, raw watermark, path), ``train_window``, ``validation_window``,
+  ``git_commit``, ``metrics``, ``slices``, ``baselines``, ``threshold``,
+  ``params``, ``report`` and ``reference_profile``.
+- ``reference_profile`` is the path of the training data's whylogs reference
+  profile, recorded with :func:`attach_reference_profile`. It is ``""`` while
+  none is attached (BentoML metadata cannot hold ``null``).
+
+``BENTOML_HOME`` must name ``settings.bentoml_home`` before ``bentoml`` is
+imported (:func:`import_bentoml` does it), so a bare ``bentoml.models.get``
+never reads another store. The functions here also pass the store explicitly,
+so one process (a test session) can work with several registries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from feature_repo.atomic_io import atomic_path
+from feature_repo.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from bentoml._internal.models.model import Model, ModelStore
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "flight_delay"
+STAGE_LABEL = "stage"
+PROMOTED_AT_LABEL = "promoted_at"
+CANDIDATE, CHAMPION, ARCHIVED = "candidate", "champion", "archived"
+STAGES = (CANDIDATE, CHAMPION, ARCHIVED)
+ARTIFACT_FILE = "saved_model.pkl"  # the file name bentoml.sklearn.load_model reads
+SKLEARN_MODULE = "bentoml.sklearn"
+METADATA_SCHEMA_VERSION = 1
+
+
+class RegistryError(RuntimeError):
+    """A registry operation was refused; the message says why. Nothing was changed."""
+
+
+class ModelNotFound(RegistryError):
+    pass
+
+
+class MissingMetadata(RegistryError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the registry knows about one stored model version."""
+
+    tag: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    creation_time: datetime
+    path: Path
+
+    @property
+    def stage(self) -> str:
+        return self.labels.get(STAGE_LABEL, "")
+
+    @property
+    def version(self) -> str:
+        return self.tag.split(":", 1)[1]
+
+
+def import_bentoml(settings: Settings) -> ModuleType:
+    """Import ``bentoml`` with its home pinned to the registry of ``settings``."""
+    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
+    # Training runs offline; BentoML's usage analytics would otherwise phone home.
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    import bentoml
+
+    return bentoml
+
+
+def model_store(settings: Settings) -> ModelStore:
+    import_bentoml(settings)
+    from bentoml._internal.models.model import ModelStore
+
+    path = settings.bentoml_home / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return ModelStore(path)
+
+
+def _record(model: Model) -> ModelRecord:
+    info = model.info
+    return ModelRecord(
+        tag=str(model.tag),
+        labels=dict(info.labels),
+        metadata=dict(info.metadata),
+        creation_time=info.creation_time,
+        path=Path(model.path),
+    )
+
+
+def list_models(settings: Settings) -> list[ModelRecord]:
+    """Every stored version of the model, oldest first."""
+    store = model_store(settings)
+    if not (settings.bentoml_home / "models" / MODEL_NAME).is_dir():
+        return []
+    records = [_record(m) for m in store.list(MODEL_NAME)]
+    return sorted(records, key=lambda r: (r.creation_time, r.tag))
+
+
+def get_model(settings: Settings, tag: str) -> ModelRecord:
+    """Look up ``tag``: ``flight_delay:<version>``, a bare ``<version>`` or ``latest``."""
+    import_bentoml(settings)
+    from bentoml.exceptions import BentoMLException
+
+    text = tag.strip()
+    if not text:
+        raise ModelNotFound("empty model tag")
+    name, _, version = text.rpartition(":") if ":" in text else (MODEL_NAME, "", text)
+    if name != MODEL_NAME:
+        raise ModelNotFound(f"unknown model {text!r}: this registry holds {MODEL_NAME!r} only")
+    try:
+        model = model_store(settings).get(f"{MODEL_NAME}:{version}")
+    except (BentoMLException, ValueError):
+        raise ModelNotFound(
+            f"no model {MODEL_NAME}:{version} in the registry at {settings.bentoml_home} "
+            "(`python -m training models list` shows what is there)"
+        ) from None
+    return _record(model)
+
+
+def champions(settings: Settings) -> list[ModelRecord]:
+    """Models labelled champion, the one serving should pick first."""
+    found = [r for r in list_models(settings) if r.stage == CHAMPION]
+    return sorted(found, key=lambda r: (r.labels.get(PROMOTED_AT_LABEL, ""), r.tag), reverse=True)
+
+
+def champion(settings: Settings) -> ModelRecord | None:
+    found = champions(settings)
+    return found[0] if found else None
+
+
+def without_none(value: Any) -> Any:
+    """BentoML metadata refuses ``None``; an absent key says the same thing."""
+    if isinstance(value, dict):
+        return {str(k): without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [without_none(v) for v in value if v is not None]
+    return value
+
+
+def save_model(
+    settings: Settings, pipeline: Pipeline, metadata: dict[str, Any], tag: str | None = None
+) -> ModelRecord:
+    """Store ``pipeline`` as a new candidate version and return its record."""
+    bentoml = import_bentoml(settings)
+    import joblib
+    import sklearn
+
+    context = bentoml.models.ModelContext(
+        framework_name="sklearn", framework_versions={"scikit-learn": sklearn.__version__}
+    )
+    metadata = dict(without_none(metadata), schema_version=METADATA_SCHEMA_VERSION)
+    metadata.setdefault("reference_profile", "")
+    with bentoml.models.create(
+        tag or MODEL_NAME,
+        labels={STAGE_LABEL: CANDIDATE},
+        metadata=metadata,
+        module=SKLEARN_MODULE,
+        api_version="v1",
+        signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
+        context=context,
+        _model_store=model_store(settings),
+    ) as model:
+        joblib.dump(pipeline, model.path_of(ARTIFACT_FILE))
+        saved_tag = str(model.tag)
+    log.info("model saved", extra={"tag": saved_tag, "stage": CANDIDATE})
+    return get_model(settings, saved_tag)
+
+
+def load_pipeline(settings: Settings, tag: str) -> Pipeline:
+    import joblib
+
+    record = get_model(settings, tag)
+    artifact = record.path / ARTIFACT_FILE
+    if not artifact.is_file():
+        raise RegistryError(f"{record.tag} has no {ARTIFACT_FILE}; the stored model is incomplete")
+    return joblib.load(artifact)
+
+
+def update_model(
+    settings: Settings,
+    tag: str,
+    labels: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ModelRecord:
+    """Merge ``labels`` and ``metadata`` into a stored model's ``model.yaml``.
+
+    BentoML 1.4 has no public API to relabel a stored model: ``ModelInfo`` is
+    frozen and ``Model.flush`` rewrites the file in place. So a new
+    ``ModelInfo`` is built (its constructor validates labels and metadata) and
+    written beside the old file, then renamed over it: a reader sees the old
+    stage or the new one, never half a file.
+    """
+    import_bentoml(settings)
+    from bentoml._internal.models.model import MODEL_YAML_FILENAME, ModelInfo
+
+    model = model_store(settings).get(get_model(settings, tag).tag)
+    info = model.info
+    new_info = ModelInfo(
+        tag=info.tag,
+        module=info.module,
+        labels={**info.labels, **(labels or {})},
+        options=info.options,
+        metadata={**info.metadata, **without_none(metadata or {})},
+        context=info.context,
+        signatures=info.signatures,
+        api_version=info.api_version,
+        creation_time=info.creation_time,
+    )
+    target = Path(model.path) / MODEL_YAML_FILENAME
+    mode = target.stat().st_mode & 0o777
+    with atomic_path(target) as tmp:
+        tmp.write_text(new_info.dump())
+        tmp.chmod(mode)  # the temporary file is private; keep the store's permissions
+    return get_model(settings, str(info.tag))
+
+
+def set_stage(settings: Settings, tag: str, stage: str, promoted_at: str | None = None) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    labels = {STAGE_LABEL: stage}
+    if promoted_at is not None:
+        labels[PROMOTED_AT_LABEL] = promoted_at
+    update_model(settings, tag, labels=labels)
+
+
+@contextmanager
+def registry_lock(settings: Settings) -> Iterator[None]:
+    """Serialise stage changes: two concurrent promotions must not both win."""
+    from filelock import FileLock
+
+    settings.bentoml_home.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(settings.bentoml_home / ".registry.lock"), timeout=60):
+        yield
+
+
+def attach_reference_profile(tag: str, path: Path | str, settings: Settings | None = None) -> None:
+    """Hook for monitoring: record where the training data's whylogs reference profile is.
+
+    Monitoring calls this after profiling the training set named in
+    ``metadata["training_set"]``; drift reports then compare live traffic
+    with the profile at ``metadata["reference_profile"]``.
+    """
+    settings = settings or Settings.from_env()
+    profile = Path(path)
+    if not profile.exists():
+        raise RegistryError(f"reference profile {profile} does not exist")
+    with registry_lock(settings):
+        update_model(settings, tag, metadata={"reference_profile": str(profile.resolve())})
+    log.info("reference profile attached", extra={"tag": tag, "path": str(profile)})
