@@ -324,12 +324,15 @@ class Materializer:
                 (pruned_dir / f"{i:05d}.parquet").symlink_to(path)
             pruned = copy.copy(view)
             source = view.batch_source
-            pruned.batch_source = FileSource(
+            pruned_source = FileSource(
                 name=source.name,
                 path=str(pruned_dir / "*.parquet"),
                 timestamp_field=source.timestamp_field,
                 created_timestamp_column=source.created_timestamp_column,
             )
+            # Feast's local engine reads ``view.source``; other paths read ``batch_source``.
+            pruned.batch_source = pruned_source
+            pruned.source = pruned_source
             store = self.store
             try:
                 store._get_provider().materialize_single_feature_view(

@@ -11,6 +11,7 @@ the interval, and several writers (BentoML workers) never share a file.
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -95,9 +96,13 @@ class ParquetLog(BackgroundSink):
     def _persist(self, final: bool) -> None:
         if not self._buffer:
             return
-        # Batches may differ in columns (a feature that was None in every row of
-        # one batch); concat aligns them, and Arrow infers one type per part.
-        frame = pd.concat(self._buffer, ignore_index=True)
+        # Batches may differ in columns, or hold a feature that was None in every
+        # row of one batch; concat aligns them. pandas warns that all-None columns
+        # will soon count when it picks the dtype (object rather than float), but
+        # Arrow infers the same type from either, so the part is the same.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            frame = pd.concat(self._buffer, ignore_index=True)
         keys = interval_starts(frame[self.time_column], self.interval)
         pending = dict(iter(frame.groupby(keys.to_numpy(), sort=True)))
         try:
