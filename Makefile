@@ -73,12 +73,17 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) ## offline-store benchmark (full year and 10x); prints a table
-	$(BIN)/python bench/offline.py
+bench: ## list the benchmarks; each prints a table (they are slow, and never run in tests)
+	@grep -E '^bench-[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
 
 .PHONY: bench-materialize
 bench-materialize: $(STAMP) ## Redis materialization: rows/s vs a raw ceiling; cost per run vs history
 	$(BIN)/python bench/materialize.py $(BENCH_MATERIALIZE_ARGS)
+
+# Needs `make run` first and Redis on 127.0.0.1:6379; flushes db 10 (--redis-url to change).
+.PHONY: bench-serving
+bench-serving: $(STAMP) ## our service vs a naive BentoML service vs in-process: p50, p99, req/s, ratios
+	$(BIN)/python bench/serving.py $(BENCH_SERVING_ARGS)
 
 # Training: fit on TRAIN_START..FIT_END, validate on the days after FIT_END through TRAIN_END.
 # `make run` also promotes the new model when it passes the gate (a refusal is not an error).

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serving_overhead.py [--data-dir DIR] [--now T]
         [--requests 2000] [--concurrency 1,8] [--rounds 4] [--workers 2]
+        [--writer-process on|off]
 
 Needs a data directory with a champion model and a materialized SQLite online
 store (``make run``, or a replay; ``FEASTLINE_DATA_DIR`` or ``--data-dir``).
@@ -23,8 +24,10 @@ Reported: p50, p99 and throughput per service, the on/off ratios against the
 targets (p99 at most 1.15x, throughput at least 0.9x), and the drop counter
 (``feastline_served_rows_dropped`` from ``/metrics``), which must read zero.
 After a clean stop the profiles are read back: their rows must equal the
-flights served. Exit code 0 when every target holds, 3 when one is missed,
-1 on errors. Not run by the tests.
+flights served. ``--writer-process off`` measures the writers in threads of
+the worker instead of the child process, the design this replaced. Exit
+code 0 when every target holds, 3 when one is missed, 1 on errors. Not run by
+the tests.
 """
 
 from __future__ import annotations
@@ -119,13 +122,19 @@ def scratch_copy(source: Settings, workdir: Path) -> Settings:
 
 @contextmanager
 def running(
-    settings: Settings, mode: str, now: datetime, workers: int, workdir: Path
+    settings: Settings,
+    mode: str,
+    now: datetime,
+    workers: int | None,
+    workdir: Path,
+    writer_process: str,
 ) -> Iterator[Service]:
     port = free_port()
     log_path = workdir / f"service-{mode}.log"
     env = {
         "FEASTLINE_NOW": now.isoformat(),
         "FEASTLINE_PROFILING": mode,
+        "FEASTLINE_SERVED_DATA_PROCESS": writer_process,
         "FEASTLINE_RELOAD_CHECK_SECONDS": "0",
     }
     process = service_process.start(settings, port, log_path, workers=workers, extra_env=env)
@@ -275,6 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=_ints, default=[1, 8])
     parser.add_argument("--rounds", type=int, default=4, help="alternating blocks per concurrency")
     parser.add_argument("--workers", type=int, default=None, help="service workers (default 2)")
+    parser.add_argument(
+        "--writer-process",
+        choices=["on", "off"],
+        default="on",
+        help="FEASTLINE_SERVED_DATA_PROCESS of the profiling service: the writers in a child "
+        "process (default, as the service runs) or in threads of the worker",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
     args = parser.parse_args(argv)
 
@@ -294,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         with ExitStack() as stack:
             services = {
-                mode: stack.enter_context(running(settings, mode, now, args.workers, workdir))
+                mode: stack.enter_context(
+                    running(settings, mode, now, args.workers, workdir, args.writer_process)
+                )
                 for mode in MODES
             }
             for service in services.values():

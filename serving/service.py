@@ -47,6 +47,11 @@ log = logging.getLogger("serving")
     http={"host": "127.0.0.1", "port": 3000},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     logging={"access": {"enabled": False}},
+    # BentoML's OpenTelemetry middleware builds a span per request even at its default
+    # sample rate of 0, when no trace is ever kept: a quarter of the HTTP stack's CPU per
+    # request on this machine (2.2 -> 1.6 ms for an empty endpoint). Remove this line
+    # when a tracing exporter is configured.
+    tracing={"excluded_urls": ["/predict"]},
 )
 class FlightDelayService:
     """Late-arrival probability for flights, from Feast online features."""
