@@ -239,8 +239,10 @@ def column_plot(column: ColumnDrift, reference: Profile, target: Profile) -> str
     if column.binned is None:
         return None
     distinct = reference.stats(column.column).distinct or 0
-    # A few distinct numbers (engines, weekday) read better as bars per value.
-    as_bars = column.kind != "numeric" or distinct <= _FEW_VALUES
+    # A few distinct numbers (engines, weekday) read better as bars per value, and a
+    # side with no values at all (a feature gone missing) has no histogram to draw.
+    both_numeric = all(p.stats(column.column).kind == "numeric" for p in (reference, target))
+    as_bars = column.kind != "numeric" or distinct <= _FEW_VALUES or not both_numeric
     height = max(2.6, 0.22 * len(column.binned.labels)) if as_bars else 2.6
     figure = Figure(figsize=(6.5, height))
     axes = figure.add_subplot()

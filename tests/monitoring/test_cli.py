@@ -168,3 +168,18 @@ def test_the_real_command_line(profiles: dict, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert str(missing) in result.stderr.replace("\n", "")
     assert "Traceback" not in result.stderr
+
+
+def test_a_feature_gone_missing_is_reported_and_plotted(
+    profiles: dict, weather: pd.DataFrame, tmp_path: Path
+) -> None:
+    # Wind gusts are often unreported: a window where none are has no histogram.
+    july = weather.loc[weather["month"] == 7, WEATHER_COLUMNS].assign(wind_gust=np.nan)
+    target = write_profile(profile_frame(july), tmp_path / "no-gusts.bin")
+    out = tmp_path / "drift"
+    code = run("compare", "--reference", profiles["jan"], "--target", target, "--out", out)
+    assert code == cli.EXIT_DRIFT
+    report = json.loads((out / "drift.json").read_text())
+    gust = next(c for c in report["columns"] if c["column"] == "wind_gust")
+    assert gust["drifted"] and gust["target_null_share"] == 1.0
+    assert "id='wind_gust'" in (out / "report.html").read_text()
