@@ -45,8 +45,8 @@ from training.registry import (
     champions,
     get_model,
     load_pipeline,
+    prepare_stage,
     registry_lock,
-    set_stage,
 )
 
 log = logging.getLogger(__name__)
@@ -356,6 +356,23 @@ def _record_change(
 
 
 # -- promote and rollback ----------------------------------------------------------------------
+def _swap_champion(
+    settings: Settings, new: str, crowned: list[ModelRecord], promoted_at: str
+) -> None:
+    """Label ``new`` champion, then archive the others.
+
+    The new champion is written before the old one is archived: a reader in
+    between sees two champions and takes the later ``promoted_at``, never none.
+    Every file is prepared before the first is written, so that moment lasts
+    a few renames, not a few YAML parses.
+    """
+    crown = prepare_stage(settings, new, CHAMPION, promoted_at=promoted_at)
+    retire = [prepare_stage(settings, o.tag, ARCHIVED) for o in crowned if o.tag != new]
+    crown.commit()
+    for update in retire:
+        update.commit()
+
+
 def promote(
     settings: Settings,
     tag: str,
@@ -381,13 +398,8 @@ def promote(
             outcome = Outcome("promote_refused", candidate.tag, old, old, gate)
             _record_change(settings, outcome, reason, user)
             return outcome
-        # The new champion is labelled before the old one is archived: a reader in
-        # between sees two champions and picks the later promoted_at, never none.
         now = datetime.now(UTC).isoformat(timespec="microseconds")
-        set_stage(settings, candidate.tag, CHAMPION, promoted_at=now)
-        for other in crowned:
-            if other.tag != candidate.tag:
-                set_stage(settings, other.tag, ARCHIVED)
+        _swap_champion(settings, candidate.tag, crowned, now)
         _write_history(settings, [*read_history(settings), candidate.tag])
         action = "promote_forced" if force and not gate.passed else "promote"
         outcome = Outcome(action, candidate.tag, old, candidate.tag, gate)
@@ -422,10 +434,7 @@ def rollback(settings: Settings, reason: str | None = None, user: str | None = N
         if previous is None:
             raise RegistryError(f"no earlier champion to roll back to from {current.tag}")
         now = datetime.now(UTC).isoformat(timespec="microseconds")
-        set_stage(settings, previous.tag, CHAMPION, promoted_at=now)
-        for other in crowned:
-            if other.tag != previous.tag:
-                set_stage(settings, other.tag, ARCHIVED)
+        _swap_champion(settings, previous.tag, crowned, now)
         _write_history(settings, history[:keep])
         outcome = Outcome("rollback", previous.tag, current.tag, previous.tag)
         _record_change(settings, outcome, reason, user)

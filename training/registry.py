@@ -137,6 +137,10 @@ def list_models(settings: Settings) -> list[ModelRecord]:
 
 def get_model(settings: Settings, tag: str) -> ModelRecord:
     """Look up ``tag``: ``flight_delay:<version>``, a bare ``<version>`` or ``latest``."""
+    return _record(_stored(settings, tag))
+
+
+def _stored(settings: Settings, tag: str) -> Model:
     import_bentoml(settings)
     from bentoml.exceptions import BentoMLException
 
@@ -153,7 +157,7 @@ def get_model(settings: Settings, tag: str) -> ModelRecord:
             f"no model {MODEL_NAME}:{version} in the registry at {settings.bentoml_home} "
             "(`python -m training models list` shows what is there)"
         ) from None
-    return _record(model)
+    return model
 
 
 def champions(settings: Settings) -> list[ModelRecord]:
@@ -215,24 +219,40 @@ def load_pipeline(settings: Settings, tag: str) -> Pipeline:
     return joblib.load(artifact)
 
 
-def update_model(
+@dataclass(frozen=True)
+class PendingUpdate:
+    """A rewritten ``model.yaml``, built and validated, waiting to replace the old one."""
+
+    target: Path
+    text: str
+    mode: int
+
+    def commit(self) -> None:
+        with atomic_path(self.target) as tmp:
+            tmp.write_text(self.text)
+            tmp.chmod(self.mode)  # the temporary file is private; keep the store's permissions
+
+
+def prepare_update(
     settings: Settings,
     tag: str,
     labels: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
-) -> ModelRecord:
-    """Merge ``labels`` and ``metadata`` into a stored model's ``model.yaml``.
+) -> PendingUpdate:
+    """Merge ``labels`` and ``metadata`` into a stored model's ``model.yaml``, in memory.
 
     BentoML 1.4 has no public API to relabel a stored model: ``ModelInfo`` is
     frozen and ``Model.flush`` rewrites the file in place. So a new
-    ``ModelInfo`` is built (its constructor validates labels and metadata) and
-    written beside the old file, then renamed over it: a reader sees the old
-    stage or the new one, never half a file.
+    ``ModelInfo`` is built (its constructor validates labels and metadata);
+    :meth:`PendingUpdate.commit` writes it beside the old file and renames it
+    over it, so a reader sees the old stage or the new one, never half a file.
+    Building is the slow part (BentoML parses ``model.yaml`` with pure-Python
+    YAML); a promotion prepares every change first, then commits them back to
+    back, which keeps the moment with two champions short.
     """
-    import_bentoml(settings)
     from bentoml._internal.models.model import MODEL_YAML_FILENAME, ModelInfo
 
-    model = model_store(settings).get(get_model(settings, tag).tag)
+    model = _stored(settings, tag)
     info = model.info
     new_info = ModelInfo(
         tag=info.tag,
@@ -246,20 +266,31 @@ def update_model(
         creation_time=info.creation_time,
     )
     target = Path(model.path) / MODEL_YAML_FILENAME
-    mode = target.stat().st_mode & 0o777
-    with atomic_path(target) as tmp:
-        tmp.write_text(new_info.dump())
-        tmp.chmod(mode)  # the temporary file is private; keep the store's permissions
-    return get_model(settings, str(info.tag))
+    return PendingUpdate(target, new_info.dump(), target.stat().st_mode & 0o777)
 
 
-def set_stage(settings: Settings, tag: str, stage: str, promoted_at: str | None = None) -> None:
+def update_model(
+    settings: Settings,
+    tag: str,
+    labels: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    prepare_update(settings, tag, labels, metadata).commit()
+
+
+def prepare_stage(
+    settings: Settings, tag: str, stage: str, promoted_at: str | None = None
+) -> PendingUpdate:
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     labels = {STAGE_LABEL: stage}
     if promoted_at is not None:
         labels[PROMOTED_AT_LABEL] = promoted_at
-    update_model(settings, tag, labels=labels)
+    return prepare_update(settings, tag, labels=labels)
+
+
+def set_stage(settings: Settings, tag: str, stage: str, promoted_at: str | None = None) -> None:
+    prepare_stage(settings, tag, stage, promoted_at).commit()
 
 
 @contextmanager
