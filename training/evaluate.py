@@ -31,6 +31,8 @@ SLICES = {
     "origin": "origin",
     "month": "flight_request_features__sched_month",
 }
+# What the registry keeps per slice (the gate needs rows and ROC-AUC); metrics.json keeps all.
+SLICE_SUMMARY = ("rows", "positive_rate", "roc_auc", "pr_auc", "f1")
 CALIBRATION_BINS = 10
 # Probabilities are clipped before log loss so one confident miss cannot make it infinite.
 EPSILON = 1e-6
@@ -115,6 +117,15 @@ def slice_metrics(
             for key in sorted(set(keys))
         }
     return out
+
+
+def summarise_slices(
+    slices: dict[str, dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    return {
+        kind: {key: {k: m[k] for k in SLICE_SUMMARY if k in m} for key, m in groups.items()}
+        for kind, groups in slices.items()
+    }
 
 
 def baselines(train: pd.DataFrame, valid: pd.DataFrame, label: str) -> dict[str, dict[str, float]]:

@@ -192,6 +192,7 @@ def metrics_document(
 ) -> dict[str, Any]:
     document: dict[str, Any] = {"tag": tag}
     document.update({key: metadata[key] for key in METRICS_JSON_KEYS if key in metadata})
+    document["slices"] = evaluation["slices"]  # in full; the registry keeps a summary
     document["calibration"] = evaluation["calibration"]
     return document
 

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from feature_repo.settings import Settings
 from training.dataset import TrainingSet, git_commit
-from training.evaluate import best_f1_threshold, evaluate
+from training.evaluate import best_f1_threshold, evaluate, summarise_slices
 from training.model import GRIDS, ModelInputs, build_pipeline, model_inputs, predict_proba
 from training.registry import (
     MODEL_NAME,
@@ -249,7 +249,7 @@ def lineage(trained: TrainedModel, config: TrainConfig) -> dict[str, Any]:
         "threshold": trained.threshold,
         "metrics": trained.evaluation["metrics"],
         "confusion_matrix": trained.evaluation["confusion_matrix"],
-        "slices": trained.evaluation["slices"],
+        "slices": summarise_slices(trained.evaluation["slices"]),
         "baselines": trained.evaluation["baselines"],
         "reference_profile": "",
     }
