@@ -92,12 +92,15 @@ class OnlineFeatureReader:
         vectors = dict(
             zip(response.proto.metadata.feature_names.val, response.proto.results, strict=True)
         )
-        view_stale: dict[str, list[bool]] = {}
+        # Rows whose value is older than the view's TTL, per view with a TTL.
+        expired_rows: dict[str, list[int]] = {}
         for view, name in self._stamp_column.items():
             ttl = self._ttl_seconds[name]
             vector = vectors.get(name)
-            stamps = [ts.seconds for ts in vector.event_timestamps] if vector else [0] * count
-            view_stale[view] = [bool(stamp) and now_epoch - stamp > ttl for stamp in stamps]
+            stamps = [ts.seconds for ts in vector.event_timestamps] if vector else []
+            expired_rows[view] = [
+                i for i, stamp in enumerate(stamps) if stamp and now_epoch - stamp > ttl
+            ]
         values: dict[str, list[Any]] = {}
         stale: dict[str, list[bool]] = {}
         for name in self.feature_names:
@@ -105,34 +108,32 @@ class OnlineFeatureReader:
             column = self._python_values(vector.values, name) if vector else [None] * count
             flags = [False] * count
             view = self._view_of.get(name)
-            expired = view_stale.get(view) if view else None
-            if expired is None and name in self._derived_from:
-                inputs = [view_stale[v] for v in self._derived_from[name] if v in view_stale]
-                expired = [any(flag) for flag in zip(*inputs, strict=True)] if inputs else None
-            if expired is not None:
-                for i, is_stale in enumerate(expired):
-                    if is_stale and column[i] is not None:
-                        flags[i] = True
-                        column[i] = None
+            if view is not None:
+                expired = expired_rows.get(view, ())
+            else:  # on-demand: stale where any input view is
+                expired = sorted(
+                    {i for v in self._derived_from.get(name, ()) for i in expired_rows.get(v, ())}
+                )
+            for i in expired:
+                if column[i] is not None:
+                    flags[i] = True
+                    column[i] = None
             values[name] = column
             stale[name] = flags
         return OnlineFeatures(values=values, stale=stale, rows=count)
 
     def _python_values(self, protos: Sequence[Any], name: str) -> list[Any]:
         """What ``OnlineResponse.to_dict`` gives for one feature, minus its per-value dispatch."""
-        value_type = self._value_type.get(name)
+        convert, value_type = self._convert, self._value_type.get(name)
         if name not in self._plain:
-            return [self._convert(v, value_type) for v in protos]
-        column: list[Any] = []
-        for value in protos:
-            kind = value.WhichOneof("val")
-            if kind is None:
-                column.append(None)
-            elif kind in _PLAIN_KINDS:
-                column.append(getattr(value, kind))
-            else:
-                column.append(self._convert(value, value_type))
-        return column
+            return [convert(v, value_type) for v in protos]
+        plain = _PLAIN_KINDS
+        return [
+            getattr(v, kind)
+            if (kind := v.WhichOneof("val")) in plain
+            else (None if kind is None else convert(v, value_type))
+            for v in protos
+        ]
 
 
 _PLAIN_KINDS = frozenset(
