@@ -140,7 +140,7 @@ def running(
     process = service_process.start(settings, port, log_path, workers=workers, extra_env=env)
     service = Service(mode, f"http://127.0.0.1:{port}", process, log_path)
     try:
-        service_process.wait_ready(service.url, process, 300)
+        service_process.wait_ready(service.url, process, 300, log_path)
         yield service
     finally:
         if process.poll() is None:

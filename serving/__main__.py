@@ -53,7 +53,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with console.status(f"starting the service on {url} ({tag})"):
         child = service_process.start(settings, args.port, log_path, workers=args.workers)
         try:
-            startup = service_process.wait_ready(url, child, 300)
+            startup = service_process.wait_ready(url, child, 300, log_path)
         except (RuntimeError, TimeoutError):
             service_process.stop(child)
             raise

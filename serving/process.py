@@ -64,12 +64,45 @@ def start(
         )
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float) -> float:
-    """Seconds until ``/readyz`` answered 200; raises if the process dies or time runs out."""
+# What BentoML logs when a worker's start-up raised. The server itself stays up and
+# keeps restarting the worker, so without reading the log a caller waits out its timeout.
+STARTUP_FAILED = b"Application startup failed"
+
+
+def startup_error(log_path: Path) -> str | None:
+    """The exception a worker's start-up died of, if the server's log shows one.
+
+    A Python traceback ends with the exception's own line, the first line after
+    ``Traceback`` that is neither indented nor one of BentoML's timestamped lines.
+    """
+    try:
+        text = log_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if STARTUP_FAILED not in text:
+        return None
+    lines = text[: text.index(STARTUP_FAILED)].decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        if line and not line[0].isspace() and not line[:4].isdigit() and ":" in line:
+            return line.strip()
+    return "a worker failed to start"
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], seconds: float, log_path: Path | None = None
+) -> float:
+    """Seconds until ``/readyz`` answered 200.
+
+    Raises ``RuntimeError`` as soon as the process exits or, given its ``log_path``,
+    a worker dies during start-up (no model, a broken store); ``TimeoutError`` when
+    time runs out.
+    """
     began = time.monotonic()
     while time.monotonic() - began < seconds:
         if process.poll() is not None:
             raise RuntimeError(f"service exited with code {process.returncode} before it was ready")
+        if log_path is not None and (error := startup_error(log_path)):
+            raise RuntimeError(f"service failed to start: {error} (log: {log_path})")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return time.monotonic() - began

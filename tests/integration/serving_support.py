@@ -33,7 +33,7 @@ def running_service(
     child = service_process.start(settings, port, log_path, workers=workers, extra_env=extra_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        service_process.wait_ready(url, child, ready_seconds)
+        service_process.wait_ready(url, child, ready_seconds, log_path)
         yield RunningService(url=url, log_path=log_path)
     finally:
         service_process.stop(child)

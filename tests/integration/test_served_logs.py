@@ -126,7 +126,7 @@ def test_profiles_and_logs_hold_every_served_flight_after_a_clean_shutdown(
     child = service_process.start(settings, port, log_path, workers=2, extra_env=env)
     served = 0
     try:
-        service_process.wait_ready(url, child, 180)
+        service_process.wait_ready(url, child, 180, log_path)
         with httpx.Client(base_url=url, timeout=30) as client:
             offset = 0
             for size in REQUEST_SIZES:

@@ -435,3 +435,27 @@ def test_the_service_refuses_to_start_without_a_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert "no champion model" in result.stderr and "make run" in " ".join(result.stderr.split())
+
+
+def test_a_worker_that_cannot_start_fails_the_wait_at_once(pipeline, tmp_path: Path) -> None:
+    """``bentoml serve`` itself stays up and restarts a worker whose start-up raised;
+    the wait must not sit out its timeout, and must say why."""
+    import time
+
+    from serving import process as service_process
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for part in ("raw", "feast"):  # imports succeed; the registry is empty
+        (data / part).symlink_to(getattr(pipeline.settings, f"{part}_dir"))
+    settings = Settings(data_dir=data)
+    port = free_port()
+    log_path = tmp_path / "service.log"
+    child = service_process.start(settings, port, log_path, workers=1)
+    began = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="failed to start: .*no champion model"):
+            service_process.wait_ready(f"http://127.0.0.1:{port}", child, 300, log_path)
+        assert time.monotonic() - began < 120
+    finally:
+        service_process.stop(child)
