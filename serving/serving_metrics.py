@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import chain
 from typing import Any
 
 import bentoml
@@ -46,12 +48,11 @@ class ServiceMetrics:
         self.online_feature_seconds.observe(scored.feature_seconds)
         self.model_seconds.observe(scored.model_seconds)
         self.flights.inc(flights)
-        for names in scored.missing:
-            for name in names:
-                self.missing.labels(feature=name).inc()
-        for names in scored.stale:
-            for name in names:
-                self.stale.labels(feature=name).inc()
+        # One increment per feature, not per value: a 50-flight request can have a
+        # thousand missing values, and each labelled increment costs ~4 us.
+        for counter, per_flight in ((self.missing, scored.missing), (self.stale, scored.stale)):
+            for name, count in Counter(chain.from_iterable(per_flight)).items():
+                counter.labels(feature=name).inc(count)
 
 
 METRICS = ServiceMetrics()
