@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -66,6 +67,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             args.days,
             batch=args.batch,
             on_day=lambda day, stats: console.print(f"{day}: {stats.summary()}"),
+            step=timedelta(minutes=args.tick_minutes),
         )
     finally:
         code = service_process.stop(child)
@@ -92,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=iso_date, required=True, help="first replayed day (UTC)")
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--batch", type=int, default=1, help="flights per request")
+    p.add_argument(
+        "--tick-minutes",
+        type=int,
+        default=60,
+        help="how often the simulated clock advances and the online store is materialized",
+    )
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=_cmd_demo)

@@ -1,9 +1,19 @@
 """Replaying scheduled flights against a running service, on the simulated clock.
 
-For each day: move the clock to the day's start, materialize through it (as
-the scheduler would), then send the day's flights, in requests of ``batch``
-flights, and record each request's latency. Used by ``make run`` and by the
-monitoring replay.
+Each flight is predicted ``Settings.prediction_lead`` before it departs, as in
+training. The clock advances in ticks (an hour by default); at each tick the
+online store is materialized through it, as the scheduler would, and the
+flights whose prediction time falls in ``[tick, tick + step)`` are sent, in
+requests of ``batch`` flights, so each is served with features at most one
+step older than the point-in-time features it was trained on. (Ticking once a
+day served every flight with the features of midnight: aircraft idle since
+yesterday, the night's weather, an empty departure board, and a model that
+called nearly every flight late.)
+
+A simulation shortcut: each UTC day is ingested whole when the clock enters it,
+ahead of the clock, because ingestion is daily. Nothing reaches the service
+early: materialization only moves rows whose event timestamp is at or before
+the tick into the online store. Used by ``make run`` (``python -m serving demo``).
 """
 
 from __future__ import annotations
@@ -71,6 +81,35 @@ def send_flights(
     stats.seconds += time.perf_counter() - began
 
 
+def add_stats(total: ReplayStats, part: ReplayStats) -> None:
+    total.requests += part.requests
+    total.flights += part.flights
+    total.errors += part.errors
+    total.late += part.late
+    total.latencies_ms += part.latencies_ms
+    total.seconds += part.seconds
+
+
+def floor_to(instant: datetime, step: timedelta) -> datetime:
+    """The start of the ``step``-long tick (counted from the epoch, UTC) holding ``instant``."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (instant - epoch) // step * step
+
+
+def prediction_ticks(
+    flights: Sequence[dict[str, Any]], event_time_field: str, lead: timedelta, step: timedelta
+) -> dict[datetime, list[dict[str, Any]]]:
+    """Flights by the tick at which each is predicted: the last one at or before
+    ``event time - lead``. Ticks in time order, flights in schedule order within one."""
+    ticks: dict[datetime, list[dict[str, Any]]] = {}
+    for flight in flights:
+        event = flight[event_time_field]
+        if isinstance(event, str):
+            event = datetime.fromisoformat(event)
+        ticks.setdefault(floor_to(event - lead, step), []).append(flight)
+    return dict(sorted(ticks.items()))
+
+
 def replay_days(
     settings: Settings,
     url: str,
@@ -79,27 +118,46 @@ def replay_days(
     batch: int = 1,
     on_day: Callable[[date, ReplayStats], None] | None = None,
     headers: dict[str, str] | None = None,
+    step: timedelta = timedelta(hours=1),
 ) -> ReplayStats:
+    """Send the flights scheduled on ``days`` days from ``first_day``; ``on_day`` gets
+    each departure day's figures once all of its flights have been sent."""
     from feature_repo.materialize import Materializer
+    from feature_repo.pipeline import ingest, raw_layer
 
+    if step <= timedelta(0):
+        raise ValueError(f"the replay's tick must be positive, got {step}")
     requests = importlib.import_module(f"{settings.dataset_module}.requests")
+    departure_days = [first_day + timedelta(days=offset) for offset in range(days)]
+    schedule = {day: requests.scheduled_flights(day) for day in departure_days}
+    by_tick: dict[datetime, list[tuple[date, dict[str, Any]]]] = {}
+    for day, flights in schedule.items():
+        for tick, due in prediction_ticks(
+            flights, requests.EVENT_TIME_FIELD, settings.prediction_lead, step
+        ).items():
+            by_tick.setdefault(tick, []).extend((day, flight) for flight in due)
+    last_tick = {
+        day: max(t for t, due in by_tick.items() if any(d == day for d, _ in due))
+        for day in departure_days
+        if schedule[day]
+    }
     clock = Clock(settings)
     materializer = Materializer(settings)
+    per_day = {day: ReplayStats() for day in departure_days}
     total = ReplayStats()
     with httpx.Client(base_url=url, timeout=30) as client:
-        for offset in range(days):
-            day = first_day + timedelta(days=offset)
-            now = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            materializer.run(now=now, wait_seconds=60)
-            clock.set(now)
-            stats = ReplayStats()
-            send_flights(client, requests.scheduled_flights(day), batch, stats, headers)
-            if on_day:
-                on_day(day, stats)
-            total.requests += stats.requests
-            total.flights += stats.flights
-            total.errors += stats.errors
-            total.late += stats.late
-            total.latencies_ms += stats.latencies_ms
-            total.seconds += stats.seconds
+        for tick in sorted(by_tick):
+            watermark = raw_layer(settings).watermark()
+            if watermark is None or watermark < tick.date():
+                ingest(settings, tick.date())  # ahead of the clock: see the module docstring
+            materializer.run(now=tick, wait_seconds=60, ingest=False)
+            clock.set(tick)
+            due = by_tick[tick]
+            for day in dict.fromkeys(d for d, _ in due):
+                stats = ReplayStats()
+                send_flights(client, [f for d, f in due if d == day], batch, stats, headers)
+                add_stats(per_day[day], stats)
+                add_stats(total, stats)
+                if on_day and last_tick[day] == tick:
+                    on_day(day, per_day[day])
     return total

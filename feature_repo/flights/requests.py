@@ -43,6 +43,9 @@ class FlightRequest(BaseModel):
 
 
 ENTITY_COLUMNS = ("origin", "dest", "carrier", "tailnum")
+# The request field that says when the predicted event happens; a prediction is
+# made ``Settings.prediction_lead`` before it (replays send each request then).
+EVENT_TIME_FIELD = "sched_dep"
 
 
 def feature_rows(flights: Sequence[FlightRequest]) -> dict[str, list[Any]]:

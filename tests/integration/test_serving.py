@@ -454,7 +454,7 @@ def test_a_worker_that_cannot_start_fails_the_wait_at_once(pipeline, tmp_path: P
     child = service_process.start(settings, port, log_path, workers=1)
     began = time.monotonic()
     try:
-        with pytest.raises(RuntimeError, match="failed to start: .*no champion model"):
+        with pytest.raises(RuntimeError, match=r"failed to start: .*no champion model"):
             service_process.wait_ready(f"http://127.0.0.1:{port}", child, 300, log_path)
         assert time.monotonic() - began < 120
     finally:
