@@ -10,10 +10,13 @@ Why not ``FeatureStore.materialize_incremental``:
 - its first window starts at the *wall clock* minus the TTL, which breaks a
   replay of 2013;
 - Feast's DuckDB source read covers the whole ``date=*`` history, so the
-  cost of each run would grow with history. Each view is instead handed to
-  Feast's engine with a *pruned* source: a folder of links to only the day
-  partitions the window touches;
-- it keeps no record of rows written.
+  cost of each run would grow with history. Each view's window is instead
+  handed to Feast's engine (``feature_repo.feast_engine.WindowEngine``, set in
+  ``feature_store.yaml``) with only the day partitions the window touches;
+  it selects the newest row per entity there as Feast's materialization query
+  does, and writes through Feast's conversion and ``online_write_batch``;
+- it keeps no record of rows written. The engine's job reports the rows it
+  wrote and the newest event among them.
 
 ``end`` is ``min(now, the end of the last day the feature tables cover)``: a
 run never writes values from after "now", and never moves a watermark past
@@ -24,10 +27,8 @@ redone by the next one.
 
 from __future__ import annotations
 
-import copy
 import logging
-import shutil
-import tempfile
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
+IN_FLIGHT_PREFIX = "materialize-writing."
 
 
 class RunSkipped(RuntimeError):
@@ -118,11 +120,16 @@ def check_online_store(settings: Settings) -> None:
 
 
 def _partition_files(features_dir: Path, view: str, start: datetime, end: datetime) -> list[Path]:
+    """The day partitions of ``view`` that ``[start, end]`` touches, oldest first."""
+    try:
+        days = {name for name in os.listdir(features_dir / view) if name.startswith("date=")}
+    except FileNotFoundError:
+        return []
     files = []
     day = start.date()
     while day <= end.date():
-        path = features_dir / view / f"date={day.isoformat()}" / "part-0.parquet"
-        if path.exists():
+        name = f"date={day.isoformat()}"
+        if name in days and (path := features_dir / view / name / "part-0.parquet").exists():
             files.append(path)
         day += timedelta(days=1)
     return files
@@ -131,7 +138,9 @@ def _partition_files(features_dir: Path, view: str, start: datetime, end: dateti
 def _window_stats(
     files: list[Path], keys: list[str], start: datetime, end: datetime
 ) -> tuple[int, datetime | None]:
-    """Rows Feast will write (the latest row per entity in the window), newest event."""
+    """Rows Feast writes for the window (the latest row per entity), newest event.
+
+    Only needed when the configured engine does not report them itself."""
     if not files:
         return 0, None
     con = duckdb.connect()
@@ -258,13 +267,19 @@ class Materializer:
             end = min(end, ready)
             result = RunResult(now=now, end=end, kind="backfill")
             for view in self.online_views():
-                part = self._materialize_view(view, start, end, advance=False)
                 watermark = self.state.watermark(view.name)
-                if watermark and watermark > end:
+                newer_online = watermark is not None and watermark > end
+                # With newer values online, Redis keeps its newest-wins check for the
+                # window even where skip_dedup is configured; then they are re-asserted.
+                part = self._materialize_view(
+                    view, start, end, advance=False, newest_wins=newer_online
+                )
+                if watermark is not None and newer_online:
                     newer = self._materialize_view(
                         view, end + ONE_MICROSECOND, watermark, advance=False
                     )
                     part.rows += newer.rows
+                    part.seconds += newer.seconds
                 result.views.append(part)
             result.seconds = time.perf_counter() - started
             self.state.record_run(result.log_record(), status="ok")
@@ -297,61 +312,58 @@ class Materializer:
         return end_of_day(built)
 
     def _materialize_view(
-        self, view: Any, start: datetime, end: datetime, advance: bool
+        self, view: Any, start: datetime, end: datetime, advance: bool, newest_wins: bool = False
     ) -> ViewResult:
         result = ViewResult(view.name, start, end)
         if start > end:
             return result
         began = time.perf_counter()
         files = _partition_files(self.settings.features_dir, view.name, start, end)
-        keys = [e.name for e in view.entity_columns]
-        result.rows, result.newest_event = _window_stats(files, keys, start, end)
-        if result.rows:
-            self._write_through_feast(view, files, start, end)
+        if files:
+            result.rows, result.newest_event = self._write_through_feast(
+                view, files, start, end, newest_wins
+            )
         if advance:
             self.state.advance(view.name, end, result.newest_event, result.rows)
         result.seconds = time.perf_counter() - began
         return result
 
     def _write_through_feast(
-        self, view: Any, files: list[Path], start: datetime, end: datetime
-    ) -> None:
-        from feast import FileSource
+        self, view: Any, files: list[Path], start: datetime, end: datetime, newest_wins: bool
+    ) -> tuple[int, datetime | None]:
+        """Feast's engine writes the window; returns its rows and newest event."""
+        from feast.infra.common.materialization_job import MaterializationJobStatus
 
-        pruned_dir = Path(tempfile.mkdtemp(prefix=f"{view.name}.", dir=self._scratch_dir()))
+        from feature_repo.feast_engine import WindowTask
+
+        store = self.store
+        task = WindowTask(
+            project=store.project,
+            feature_view=view,
+            start_time=start,
+            end_time=end,
+            tqdm_builder=lambda length: _NoProgress(),
+            source_files=[str(f) for f in files],
+            newest_wins=newest_wins,
+        )
+        in_flight = self._in_flight_path(view.name)
+        in_flight.write_text(f"{start.isoformat()} {end.isoformat()} pid={os.getpid()}\n")
         try:
-            for i, path in enumerate(files):
-                (pruned_dir / f"{i:05d}.parquet").symlink_to(path)
-            pruned = copy.copy(view)
-            source = view.batch_source
-            pruned_source = FileSource(
-                name=source.name,
-                path=str(pruned_dir / "*.parquet"),
-                timestamp_field=source.timestamp_field,
-                created_timestamp_column=source.created_timestamp_column,
-            )
-            # Feast's local engine reads ``view.source``; other paths read ``batch_source``.
-            pruned.batch_source = pruned_source
-            pruned.source = pruned_source
-            store = self.store
-            try:
-                store._get_provider().materialize_single_feature_view(
-                    config=store.config,
-                    feature_view=pruned,
-                    start_date=start,
-                    end_date=end,
-                    registry=store.registry,
-                    project=store.project,
-                    tqdm_builder=lambda length: _NoProgress(),
-                )
-            except Exception as err:
-                if _is_connection_error(err):
-                    raise OnlineStoreUnavailable(
-                        f"cannot reach Redis at {self.settings.redis_url}: {err}"
-                    ) from None
-                raise
+            (job,) = store._get_provider().batch_engine.materialize(store.registry, task)
+            if job.status() == MaterializationJobStatus.ERROR and (failure := job.error()):
+                raise failure
+        except Exception as err:
+            if _is_connection_error(err):
+                raise OnlineStoreUnavailable(
+                    f"cannot reach Redis at {self.settings.redis_url}: {err}"
+                ) from None
+            raise
         finally:
-            shutil.rmtree(pruned_dir, ignore_errors=True)
+            in_flight.unlink(missing_ok=True)
+        if hasattr(job, "rows"):  # feature_repo.feast_engine reports what it wrote
+            return job.rows, job.newest_event
+        keys = [e.name for e in view.entity_columns]  # another engine: count the window
+        return _window_stats(files, keys, start, end)
 
     def _forget_watermarks_if_store_was_reset(self) -> None:
         """A Redis that restarted without persistence comes back empty; so does a
@@ -383,12 +395,24 @@ class Materializer:
         )
 
     def _clear_scratch(self) -> None:
-        # Left behind only by a run that was killed; we hold the lock, so none is live.
-        shutil.rmtree(self.settings.state_dir / "scratch", ignore_errors=True)
+        """Remove what a killed run left in the scratch folder (only the Materializer's
+        own entries: other jobs, e.g. training-set builds, keep theirs there too)."""
+        scratch = self.settings.state_dir / "scratch"
+        if not scratch.exists():
+            return
+        # We hold the lock, so no write of ours is live.
+        leftovers = list(scratch.glob(f"{IN_FLIGHT_PREFIX}*"))
+        unfinished = sorted(p.name.removeprefix(IN_FLIGHT_PREFIX) for p in leftovers)
+        if unfinished:
+            log.warning("a killed run left writes unfinished; redoing", extra={"views": unfinished})
+        for path in leftovers:
+            path.unlink(missing_ok=True)
 
-    def _scratch_dir(self) -> Path:
-        path = self.settings.state_dir / "scratch"
-        path.mkdir(parents=True, exist_ok=True)
+    def _in_flight_path(self, view: str) -> Path:
+        """Exists while ``view``'s window is being written (names the write a killed run
+        left unfinished; its watermark did not move, so the next run redoes it)."""
+        path = self.settings.state_dir / "scratch" / f"{IN_FLIGHT_PREFIX}{view}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
 

@@ -45,6 +45,11 @@ def repo_config_dict(settings: Settings) -> dict[str, Any]:
             "connection_string": settings.feast_redis_connection_string()
             + ",socket_connect_timeout=2,socket_timeout=2",
             "key_ttl_seconds": settings.redis_key_ttl_seconds,
+            # One pipeline per batch instead of reading every key's timestamp first.
+            # Only the Materializer writes, under its lock, and an incremental window
+            # lies after everything written before it, so the check never skips a row;
+            # a backfill below the watermark turns it back on (WindowTask.newest_wins).
+            "skip_dedup": True,
         }
     else:
         raw["online_store"] = {
