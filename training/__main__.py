@@ -28,20 +28,15 @@ EXIT_GATE_REFUSED = 3
 
 
 def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
-    from training.dataset import (
-        build_training_set,
-        default_output,
-        null_counts,
-        write_training_set,
-    )
+    from training.dataset import build_training_set, default_output
 
     if args.end < args.start:
         raise ValueError(f"--end {args.end} is before --start {args.start}")
     out = args.out or default_output(settings, args.start, args.end)
     with console.status(f"building point-in-time training set {args.start} .. {args.end}"):
-        built = write_training_set(build_training_set(settings, args.start, args.end), out)
+        built = build_training_set(settings, args.start, args.end, out=out)
     manifest = built.manifest
-    nulls = null_counts(built.frame, manifest["features"])
+    nulls = manifest["null_counts"]
     table = Table(title="nulls per feature", show_edge=False)
     table.add_column("feature")
     table.add_column("nulls", justify="right")

@@ -26,8 +26,11 @@ year replicated 10x. Three things in it grow with the window, not the work:
   objects. The on-demand views here run on just the columns they read.
 - The entity rows, the result and its copies (``to_df``, ``drop``,
   ``sort_values``) all live in pandas at once. Entity rows wait in a temporary
-  Parquet file, each chunk is audited and sorted as Arrow, and the chunks are
-  converted to pandas once, at the end, releasing Arrow memory column by column.
+  Parquet file; each chunk is audited and sorted as Arrow and goes to its own
+  temporary Parquet file; the training set's file is then written from those,
+  one chunk at a time, and fingerprinted as it is written. With an output path,
+  the whole set is never in memory at once (its pandas frame alone is about
+  1.3 GB at 10x); it is read back only when someone asks for ``frame``.
 
 The chunks are disjoint ranges of prediction time in increasing order, so
 sorting each one sorts the whole set: the frame, and so the fingerprint, is the
@@ -38,7 +41,6 @@ against a single Feast call).
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import logging
 import shutil
@@ -55,8 +57,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from feature_repo.atomic_io import write_json, write_parquet
+from feature_repo.atomic_io import atomic_path, write_json, write_parquet
 from feature_repo.feature_build import connect_raw
 from feature_repo.raw_layer import RawLayer, end_of_day
 from feature_repo.settings import PROJECT_ROOT, Settings
@@ -74,6 +77,7 @@ SORT_KEYS = [PREDICTION_TIME, ROW_ID]
 # number of chunks. 2^16 keeps a chunk near 100 MB and the fixed costs small.
 CHUNK_ROWS = 65_536
 FINGERPRINT_BLOCK_ROWS = 1 << 18
+ENTITY_SORT_MEMORY = "256MB"
 # Feature tables are partitioned by the UTC day of ``event_timestamp``
 # (feature_repo/feature_build.py); only such sources can be pruned by day.
 DAY_PARTITION = "date=*"
@@ -83,11 +87,22 @@ class LeakageError(RuntimeError):
     """A feature value was built from data newer than its prediction time."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainingSet:
-    frame: pd.DataFrame
+    """A training set's manifest, and its rows: in memory, or in the file at ``path``
+    (read on first use of ``frame``)."""
+
     manifest: dict[str, Any]
     path: Path | None = None
+    loaded: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self.loaded is None:
+            if self.path is None:
+                raise RuntimeError("this training set has neither rows in memory nor a file")
+            self.loaded = pd.read_parquet(self.path)
+        return self.loaded
 
 
 def git_commit() -> str:
@@ -112,17 +127,37 @@ def git_commit() -> str:
         return "unknown"
 
 
+class Fingerprint:
+    """A content hash that ignores file encoding: same rows and columns, same hash.
+
+    Row hashes depend on their own row only, so feeding a frame in consecutive
+    blocks gives the bytes of one whole-frame call (pandas hashes text through a
+    copy of each column as new strings: about 0.5 GB for the whole frame at 10x).
+    """
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.header: str | None = None
+
+    def add(self, block: pd.DataFrame) -> None:
+        header = "|".join(f"{c}:{block[c].dtype}" for c in block.columns)
+        if self.header is None:
+            self.header = header
+            self.digest.update(header.encode())
+        elif header != self.header:
+            raise RuntimeError(f"a block's columns or dtypes differ: {header} vs {self.header}")
+        for start in range(0, len(block), FINGERPRINT_BLOCK_ROWS):
+            rows = block.iloc[start : start + FINGERPRINT_BLOCK_ROWS]
+            self.digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
-    """A content hash that ignores file encoding: same rows and columns, same hash."""
-    digest = hashlib.sha256()
-    digest.update("|".join(f"{c}:{frame[c].dtype}" for c in frame.columns).encode())
-    # Row hashes depend on their own row only, so hashing in blocks gives the bytes of
-    # one whole-frame call; pandas hashes text through a copy of each column as new
-    # strings, which for the whole frame at 10x costs about 0.5 GB.
-    for start in range(0, len(frame), FINGERPRINT_BLOCK_ROWS):
-        block = frame.iloc[start : start + FINGERPRINT_BLOCK_ROWS]
-        digest.update(pd.util.hash_pandas_object(block, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+    hasher = Fingerprint()
+    hasher.add(frame)
+    return hasher.hexdigest()
 
 
 # -- entity rows -------------------------------------------------------------------
@@ -173,10 +208,13 @@ class _EntityFile:
     def __init__(self, settings: Settings, start: date, end: date, path: Path) -> None:
         writer, sql, params = _entity_query(settings, start, end)
         try:
+            # Left alone, the join and sort peak near 1.3 GB at 10x, more than the whole
+            # retrieval after it; with a limit DuckDB sorts out of core, beside the file.
+            writer.execute(f"SET memory_limit = '{ENTITY_SORT_MEMORY}'")
+            writer.execute(f"SET temp_directory = '{_sql_quote(path.parent / 'duckdb-tmp')}'")
             writer.execute(f"COPY ({sql}) TO '{_sql_quote(path)}' (FORMAT parquet)", params)
         finally:
-            # The join and sort peak near 1.3 GB at 10x; DuckDB keeps that memory
-            # until its database closes, so this one does before retrieval starts.
+            # DuckDB keeps its memory until the database closes.
             writer.close()
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
@@ -397,7 +435,7 @@ class _LeakageTally:
     def add(self, table: pa.Table) -> None:
         columns = [PREDICTION_TIME, "flight_id", *self.audit_columns]
         for column, (count, example) in _future_values(
-            table.select(columns).to_pandas(memory_pool=_arrow_pool()), self.audit_columns
+            table.select(columns).to_pandas(), self.audit_columns
         ).items():
             previous, first_example = self.found.get(column, (0, example))
             self.found[column] = (previous + count, first_example)
@@ -415,14 +453,14 @@ def _retrieve(
     refs: list[str],
     audit_columns: list[str],
     scratch: Path,
-) -> list[pa.Table]:
+) -> list[Path]:
     """Features for every entity row, audited, without the audit columns: one sorted
-    table per chunk, in time order."""
+    Parquet file per chunk in ``scratch``, in time order."""
     plan = _plan(store, refs)
     sources = _PrunedSources(plan.views, scratch)
     provider = store._get_provider()
     tally = _LeakageTally(audit_columns)
-    parts: list[pa.Table] = []
+    parts: list[Path] = []
     for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS)):
         chunk = entities.read(first, last)
         folder = f"chunk-{i:04d}"
@@ -447,9 +485,12 @@ def _retrieve(
             )
         tally.add(table)
         table = table.drop_columns(audit_columns)
-        parts.append(_sorted_and_compact(table))
+        order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS])
+        part = scratch / f"part-{i:05d}.parquet"
+        pq.write_table(pc.take(table, order), part, compression="zstd")
+        parts.append(part)
         _forget_tables(job)
-        del job, table
+        del job, table, order
         pa.default_memory_pool().release_unused()
     tally.check()
     return parts
@@ -476,78 +517,88 @@ def _forget_tables(job: Any) -> None:
             backend.con.execute(f'DROP VIEW IF EXISTS "{op.name}"')
 
 
-@functools.cache
-def _arrow_pool() -> pa.MemoryPool:
-    """Where the chunks and the final frame are allocated: Arrow's jemalloc pool, set
-    to hand freed pages straight back to the OS.
-
-    The default pool (mimalloc here) keeps freed pages for reuse, and the pandas
-    frame is built while the Arrow columns it replaces are being freed, so with it
-    both would count towards the peak (about +0.7 GB at 10x). The setting applies to
-    Arrow's own jemalloc arenas only, which nothing else in the project uses.
-    """
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:  # a pyarrow build without jemalloc
-        return pa.default_memory_pool()
-    pa.jemalloc_set_decay_ms(0)
-    return pool
+@dataclass
+class _Written:
+    rows: int
+    positives: int
+    nulls: dict[str, int]
+    fingerprint: str
 
 
-def _sorted_and_compact(table: pa.Table) -> pa.Table:
-    """One chunk as it waits for the others: sorted, and with the strings that repeat a
-    handful of values (airports, carriers, aircraft) dictionary-encoded, which takes
-    them from about 60 to 13 MB per column at 10x until the final conversion."""
-    pool = _arrow_pool()
-    order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS])
-    table = pc.take(table, order, memory_pool=pool)
-    for i, column in enumerate(table.schema):
-        if pa.types.is_string(column.type) and column.name != ROW_ID:
-            encoded = pc.dictionary_encode(table.column(i), memory_pool=pool)
-            table = table.set_column(i, column.name, encoded)
-    return table
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns, in its order and types (absent ones null)."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _to_pandas(parts: list[pa.Table]) -> pd.DataFrame:
-    """What ``RetrievalJob.to_df`` returns for the concatenated chunks, built without
-    holding Arrow and pandas copies at once: ``parts`` is consumed, and each Arrow
-    column is freed as soon as it has been converted.
+def _whole_frame_dtypes(block: pd.DataFrame, schema: pa.Schema, nullable: set[str]) -> pd.DataFrame:
+    """A block converted alone, given the dtypes the whole set converts to: an integer
+    (or boolean) column with a null anywhere becomes float64 (object) in the whole
+    frame, even in a block where it has none."""
+    for f in schema:
+        if f.name not in nullable or block[f.name].hasnans:
+            continue
+        if pa.types.is_integer(f.type):
+            block[f.name] = block[f.name].astype("float64")
+        elif pa.types.is_boolean(f.type):
+            block[f.name] = block[f.name].astype(object)
+    return block
 
-    Dictionary columns are decoded one at a time (``to_pandas`` would make them
-    categorical). The row id is converted without pyarrow's string de-duplication,
-    which only costs a memo table (about 0.4 GB at 10x) when every value is unique.
-    """
-    pool = _arrow_pool()
-    schema = pa.unify_schemas([part.schema for part in parts], promote_options="default")
-    names = schema.names
-    separate = [n for n in names if n == ROW_ID or pa.types.is_dictionary(schema.field(n).type)]
-    picked = pa.concat_tables([part.select(separate) for part in parts], promote_options="default")
-    columns = {name: picked.column(name) for name in separate}
-    del picked
-    rest = pa.concat_tables(
-        [part.drop_columns(separate) for part in parts], promote_options="default"
-    )
-    parts.clear()  # ``rest`` and ``columns`` now hold the only references
-    frame = rest.to_pandas(memory_pool=pool, split_blocks=True, self_destruct=True)
-    del rest
-    for name in separate:  # in table order, so each lands at its original position
-        column = columns.pop(name)
-        if pa.types.is_dictionary(column.type):
-            column = pc.cast(column, column.type.value_type, memory_pool=pool)
-        values = column.to_pandas(memory_pool=pool, deduplicate_objects=name != ROW_ID)
-        del column
-        frame.insert(names.index(name), name, values)
-    return frame
+
+def _write_parts(parts: list[Path], target: Path, label: str) -> _Written:
+    """Concatenate the chunk files into ``target``, one chunk in memory at a time, and
+    fingerprint the rows exactly as :func:`fingerprint` would the whole frame."""
+    schema = pa.unify_schemas([pq.read_schema(part) for part in parts], promote_options="default")
+    nullable = set()
+    for part in parts:
+        metadata = pq.ParquetFile(part).metadata
+        for group in range(metadata.num_row_groups):
+            for column in range(metadata.num_columns):
+                chunk = metadata.row_group(group).column(column)
+                if chunk.statistics is None or chunk.statistics.null_count != 0:
+                    nullable.add(chunk.path_in_schema)
+    hasher = Fingerprint()
+    rows = positives = 0
+    nulls: dict[str, int] = {}
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for part in parts:
+            table = _conform(pq.read_table(part), schema)
+            writer.write_table(table)
+            block = _whole_frame_dtypes(table.to_pandas(), schema, nullable)
+            del table
+            hasher.add(block)
+            rows += len(block)
+            positives += int(block[label].sum())
+            for name, count in block.isna().sum().items():
+                nulls[name] = nulls.get(name, 0) + int(count)
+            del block
+    return _Written(rows, positives, nulls, hasher.hexdigest())
 
 
 def build_training_set(
-    settings: Settings, start: date, end: date, store: Any | None = None
+    settings: Settings,
+    start: date,
+    end: date,
+    store: Any | None = None,
+    out: Path | None = None,
 ) -> TrainingSet:
+    """The training set for flights whose prediction time falls in ``start..end`` (UTC).
+
+    With ``out``, the set is written there (Parquet, and its manifest beside it, both
+    atomically) without ever being held in memory whole; without, it is returned in
+    memory.
+    """
     started = time.perf_counter()
     dataset = dataset_module(settings)
     store = store or open_store(settings)
     refs, audit_refs = feature_refs(store, dataset.FEATURE_SERVICE_NAME)
     audit_columns = [ref.replace(":", "__") for ref in audit_refs]
+    label = dataset.LABEL_COLUMN
     scratch_root = settings.state_dir / "scratch"
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="training-set.", dir=scratch_root) as tmp:
@@ -559,23 +610,33 @@ def build_training_set(
             parts = _retrieve(store, entities, refs + audit_refs, audit_columns, scratch)
         finally:
             entities.close()
-    frame = _to_pandas(parts)
+        staged = scratch / "training-set.parquet"
+        written = _write_parts(parts, staged, label)
+        loaded = None if out else pd.read_parquet(staged)
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out) as tmp_out:
+                shutil.move(staged, tmp_out)
     feature_columns = [ref.replace(":", "__") for ref in refs]
-    label = dataset.LABEL_COLUMN
     manifest = {
         "window": {"start": start.isoformat(), "end": end.isoformat(), "timezone": "UTC"},
         "feature_service": dataset.FEATURE_SERVICE_NAME,
         "features": feature_columns,
         "label": label,
-        "rows": len(frame),
-        "positive_rate": round(float(frame[label].mean()), 6),
+        "rows": written.rows,
+        "positive_rate": round(written.positives / written.rows, 6),
+        "null_counts": {name: written.nulls.get(name, 0) for name in feature_columns},
         "prediction_lead_minutes": int(settings.prediction_lead.total_seconds() // 60),
         "raw_watermark": str(RawLayer(settings.raw_dir).watermark()),
-        "fingerprint": fingerprint(frame),
+        "fingerprint": written.fingerprint,
         "git_commit": git_commit(),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return TrainingSet(frame=frame, manifest=manifest)
+    if out:
+        manifest["path"] = str(out)
+        write_json(manifest, manifest_path(out))
+        return TrainingSet(manifest, path=out)
+    return TrainingSet(manifest, loaded=loaded)
 
 
 def write_training_set(training_set: TrainingSet, out: Path) -> TrainingSet:
@@ -584,7 +645,7 @@ def write_training_set(training_set: TrainingSet, out: Path) -> TrainingSet:
     write_parquet(table, out)
     manifest = dict(training_set.manifest, path=str(out))
     write_json(manifest, manifest_path(out))
-    return TrainingSet(training_set.frame, manifest, out)
+    return TrainingSet(manifest, path=out, loaded=training_set.frame)
 
 
 def manifest_path(out: Path) -> Path:

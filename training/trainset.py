@@ -29,7 +29,6 @@ from training.dataset import (
     feature_refs,
     fingerprint,
     manifest_path,
-    write_training_set,
 )
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def reusable(path: Path, expected: dict[str, Any]) -> TrainingSet | None:
     if fingerprint(frame) != manifest.get("fingerprint"):
         log.warning("training set does not match its fingerprint", extra={"path": str(path)})
         return None
-    return TrainingSet(frame=frame, manifest=manifest, path=path)
+    return TrainingSet(manifest, path=path, loaded=frame)
 
 
 def load_or_build(
@@ -99,7 +98,7 @@ def load_or_build(
         if found is not None:
             log.info("training set reused", extra={"path": str(out)})
             return found, True
-    built = write_training_set(build_training_set(settings, start, end, store=store), out)
+    built = build_training_set(settings, start, end, store=store, out=out)
     log.info("training set built", extra={"path": str(out), "rows": built.manifest["rows"]})
     return built, False
 
