@@ -19,6 +19,7 @@ the tick into the online store. Used by ``make run`` (``python -m serving demo``
 from __future__ import annotations
 
 import importlib
+import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ import httpx
 
 from feature_repo.clock import Clock
 from feature_repo.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,6 +113,18 @@ def prediction_ticks(
     return dict(sorted(ticks.items()))
 
 
+def _warn_if_already_ahead(materializer: Any, first_tick: datetime | None) -> None:
+    """Materialization cannot be undone: flights predicted before the online store's
+    newest watermark would be served features from after their prediction time."""
+    marks = [materializer.state.watermark(view.name) for view in materializer.online_views()]
+    ahead = max((mark for mark in marks if mark is not None), default=None)
+    if first_tick is not None and ahead is not None and ahead > first_tick:
+        log.warning(
+            "online store is ahead of the replay",
+            extra={"materialized_through": ahead.isoformat(), "first_tick": first_tick.isoformat()},
+        )
+
+
 def replay_days(
     settings: Settings,
     url: str,
@@ -143,6 +158,7 @@ def replay_days(
     }
     clock = Clock(settings)
     materializer = Materializer(settings)
+    _warn_if_already_ahead(materializer, min(by_tick, default=None))
     per_day = {day: ReplayStats() for day in departure_days}
     total = ReplayStats()
     with httpx.Client(base_url=url, timeout=30) as client:
