@@ -10,8 +10,9 @@ that saw the future.
 
 The result is what one ``FeatureStore.get_historical_features(...).to_df()``
 call over the whole window returns, sorted, but that call does not scale
-(``bench/offline.py`` measures it): about 17 minutes and 10 GB for the 2013
-year replicated 10x. Three things in it grow with the window, not the work:
+(``bench/offline.py`` measures it): for the 2013 year replicated 10x it passed
+12 GB within four minutes and was stopped; this builder takes 85 s and 0.7 GB.
+Three things in it grow with the window, not the work:
 
 - Feast's DuckDB store joins every entity row with *all* of a view's history
   for its key before applying the TTL, and DuckDB can only prune that history
