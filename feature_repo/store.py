@@ -75,7 +75,27 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     quiet_feast_warnings()
     apply_patches()
     settings = settings or Settings.from_env()
-    return FeatureStore(config=repo_config(settings))
+    store = FeatureStore(config=repo_config(settings))
+    if settings.redis_url:
+        _bound_redis_retries(store)
+    return store
+
+
+def _bound_redis_retries(store: FeatureStore) -> None:
+    """Make an unreachable Redis fail within about a second.
+
+    redis-py 7 retries a failed command 3 times with jittered backoff of up to 1, 2
+    and 4 s, and a connection attempt inside each retry again: a request to a Redis
+    that is down could wait anywhere from one to tens of seconds. Serving answers 503
+    and materialization leaves its watermark for the next run, so both want to know
+    quickly.
+    """
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    online_store = store._get_provider().online_store
+    client = online_store._get_client(store.config.online_store)
+    client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2))
 
 
 def dataset_module(settings: Settings) -> ModuleType:
