@@ -449,7 +449,6 @@ def _chunked(offline_store: str, start: date, end: date, chunk_rows: int) -> Any
     refuses a chunk whose result lost entity rows, and Feast's Dask store loses some
     (the agreement columns count them), so here they are only counted."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     import training.dataset as builder
     from feature_repo.settings import Settings
@@ -471,26 +470,14 @@ def _chunked(offline_store: str, start: date, end: date, chunk_rows: int) -> Any
         parts: list[pa.Table] = []
         for i, (first, last) in enumerate(entities.chunks(chunk_rows)):
             chunk = entities.read(first, last)
-            folder = f"chunk-{i:05d}"
-            job = provider.get_historical_features(
-                store.config,
-                sources.narrowed(first, last, folder),
-                plan.batch_refs,
-                chunk,
-                store.registry,
-                store.project,
-                True,  # full_feature_names
-                filter_by_created_timestamp=True,
+            table = builder._fetch_chunk(
+                store, provider, sources, plan, chunk, (first, last), scratch / f"chunk-{i:05d}"
             )
-            table = builder._run_on_demand(job.to_arrow(), plan)
-            shutil.rmtree(scratch / folder, ignore_errors=True)
             lost += len(chunk) - table.num_rows
             table = table.drop_columns([c for c in table.column_names if _ignored(c)])
             tally.add(table)
-            table = table.drop_columns(audit_columns)
-            order = pc.sort_indices(table, [(key, "ascending") for key in builder.SORT_KEYS])
-            parts.append(pc.take(table, order))
-            del job, table, chunk
+            parts.append(builder.sorted_rows(table.drop_columns(audit_columns)))
+            del table, chunk
             if i % 20 == 0:
                 print(f"chunk {i}: through {last:%Y-%m-%d}, {lost:,} rows lost so far", flush=True)
         entities.close()

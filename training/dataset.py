@@ -464,37 +464,57 @@ def _retrieve(
     parts: list[Path] = []
     for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS)):
         chunk = entities.read(first, last)
-        folder = f"chunk-{i:04d}"
-        try:
-            job = provider.get_historical_features(
-                store.config,
-                sources.narrowed(first, last, folder),
-                plan.batch_refs,
-                chunk,
-                store.registry,
-                store.project,
-                True,  # full_feature_names
-                filter_by_created_timestamp=True,
-            )
-            table = _run_on_demand(job.to_arrow(), plan)
-        finally:
-            shutil.rmtree(scratch / folder, ignore_errors=True)
+        table = _fetch_chunk(
+            store, provider, sources, plan, chunk, (first, last), scratch / f"chunk-{i:05d}"
+        )
         if table.num_rows != len(chunk):
             raise RuntimeError(
                 f"feature retrieval returned {table.num_rows} rows for {len(chunk)} entity "
                 f"rows (prediction times {first:%Y-%m-%d} to {last:%Y-%m-%d})"
             )
         tally.add(table)
-        table = table.drop_columns(audit_columns)
-        order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS])
         part = scratch / f"part-{i:05d}.parquet"
-        pq.write_table(pc.take(table, order), part, compression="zstd")
+        pq.write_table(sorted_rows(table.drop_columns(audit_columns)), part, compression="zstd")
         parts.append(part)
-        _forget_tables(job)
-        del job, table, order
+        del table
         pa.default_memory_pool().release_unused()
     tally.check()
     return parts
+
+
+def _fetch_chunk(
+    store: Any,
+    provider: Any,
+    sources: _PrunedSources,
+    plan: _Plan,
+    chunk: pd.DataFrame,
+    prediction_times: tuple[datetime, datetime],
+    folder: Path,
+) -> pa.Table:
+    """One chunk's features from Feast (sources pruned into ``folder``, removed after),
+    with the on-demand views applied."""
+    first, last = prediction_times
+    try:
+        job = provider.get_historical_features(
+            store.config,
+            sources.narrowed(first, last, folder.name),
+            plan.batch_refs,
+            chunk,
+            store.registry,
+            store.project,
+            True,  # full_feature_names
+            filter_by_created_timestamp=True,
+        )
+        table = _run_on_demand(job.to_arrow(), plan)
+        _forget_tables(job)
+        return table
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sorted_rows(table: pa.Table) -> pa.Table:
+    order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS])
+    return pc.take(table, order)
 
 
 def _forget_tables(job: Any) -> None:
