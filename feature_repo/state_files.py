@@ -43,13 +43,21 @@ class MaterializationState:
     def advance(
         self, view: str, watermark: datetime, newest_event: datetime | None, rows: int
     ) -> None:
+        self.advance_many([(view, watermark, newest_event, rows)])
+
+    def advance_many(self, moves: list[tuple[str, datetime, datetime | None, int]]) -> None:
+        """Move several views' watermarks in one atomic write."""
+        if not moves:
+            return
         state = self._load()
-        entry = state["views"].setdefault(view, {})
-        entry["watermark"] = watermark.isoformat()
-        if newest_event is not None:
-            entry["newest_event"] = newest_event.isoformat()
-        entry["last_rows"] = rows
-        entry["last_run_at"] = datetime.now(UTC).isoformat()
+        finished = datetime.now(UTC).isoformat()
+        for view, watermark, newest_event, rows in moves:
+            entry = state["views"].setdefault(view, {})
+            entry["watermark"] = watermark.isoformat()
+            if newest_event is not None:
+                entry["newest_event"] = newest_event.isoformat()
+            entry["last_rows"] = rows
+            entry["last_run_at"] = finished
         write_json(state, self.path)
 
     def record_run(self, record: dict[str, Any], status: str) -> None:
