@@ -214,34 +214,30 @@ class StageClock:
 
     @contextmanager
     def installed(self, store: Any) -> Iterator[None]:
-        from feast.infra.compute_engines.local import nodes
+        from feature_repo import feast_engine
 
         provider = store._get_provider()
         online, engine = provider.online_store, provider.batch_engine
-        convert = nodes._convert_arrow_to_proto
+        convert = feast_engine.online_rows
 
         def keep(batch: Any, view: Any, *args: Any) -> Any:
             self.batches.append((view, batch))
             return convert(batch, view, *args)
 
-        # Feast's engine, as the Materializer calls it (one task per view and window).
-        materialize = engine.materialize
-        current = {"view": ""}
-
-        def named(registry: Any, task: Any, **kwargs: Any) -> Any:
-            current["view"] = task.feature_view.name
-            return materialize(registry, task, **kwargs)
-
-        engine.materialize = self._timed(
-            "engine", named, lambda registry, task, **k: task.feature_view.name
+        # Feast's engine, per task: the wait for its window's read (which ran ahead on
+        # a second thread), the conversion and the write.
+        run = feast_engine._Plan.run
+        feast_engine._Plan.run = self._timed(  # type: ignore[method-assign]
+            "engine", run, lambda plan: plan.task.feature_view.name
         )
         online.online_write_batch = self._timed(
             "write",
             online.online_write_batch,
             lambda *a, **k: (k["table"] if "table" in k else a[1]).name,
         )
-        nodes._convert_arrow_to_proto = self._timed("convert", keep, lambda *a, **k: a[1].name)
+        feast_engine.online_rows = self._timed("convert", keep, lambda *a, **k: a[1].name)
         read_window = getattr(engine, "read_window", None)
+        source_view = {v.batch_source.name: v.name for v in store.list_feature_views()}
         if read_window is not None:  # feature_repo.feast_engine: what each window read
 
             def spy_read(source: Any, *args: Any) -> Any:
@@ -249,16 +245,18 @@ class StageClock:
                 self.paths.update(files if files is not None else [source.path])
                 return read_window(source, *args)
 
-            engine.read_window = self._timed("read", spy_read, lambda *a, **k: current["view"])
+            engine.read_window = self._timed(
+                "read", spy_read, lambda source, *a, **k: source_view[source.name]
+            )
         try:
             yield
         finally:
             # The instance attributes shadow the class methods; deleting them restores those.
-            del engine.materialize
+            feast_engine._Plan.run = run  # type: ignore[method-assign]
             del online.online_write_batch
             if read_window is not None:
                 del engine.read_window
-            nodes._convert_arrow_to_proto = convert
+            feast_engine.online_rows = convert
 
 
 # -- the ceiling: the same rows, pre-serialized, raw pipelined writes --------------
@@ -482,15 +480,27 @@ class Bench:
     def write_settings(
         self, batches: list[tuple[Any, Any]], payloads: list[Payload]
     ) -> list[tuple[str, float]]:
-        """Median seconds of Feast's write stage per setting, and of the two ceilings.
+        """Median seconds of the write stage per setting, and of the two ceilings.
 
-        Replays the rows the engine produced through Feast's own conversion and
-        ``online_write_batch`` (split as ``LocalOutputNode`` splits them), into an
-        empty db, in interleaved rounds, so that load on a shared machine hits every
-        variant alike; the engine's read is left out, it is the same for all.
+        Replays the rows the engine produced through the engine's write
+        (``feast_engine.write_online``: :func:`feature_repo.online_rows.online_rows`
+        and the online store's ``online_write_batch``), for each combination of
+        Feast's write settings, and once more through Feast's own conversion
+        (``LocalOutputNode``'s path) with the configured settings; into an empty db,
+        in interleaved rounds, so that load on a shared machine hits every variant
+        alike. The engine's read is left out: it is the same for all.
         """
         import pyarrow as pa
         from feast.infra.compute_engines.local.nodes import _convert_arrow_to_proto
+
+        from feature_repo.feast_engine import write_online
+
+        def feast_write(online: Any, config: Any, view: Any, table: Any) -> None:
+            keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+            size = config.materialization_config.online_write_batch_size
+            for part in table.to_batches(max_chunksize=size or table.num_rows):
+                rows = _convert_arrow_to_proto(part, view, keys)
+                online.online_write_batch(config, view, rows, None)
 
         # The engine handed the write stage slices of one table per view and window:
         # put consecutive slices of a view back together, so every size can re-slice.
@@ -502,20 +512,28 @@ class Bench:
                 tables.append((view, [batch]))
         whole = [(view, pa.Table.from_batches(parts)) for view, parts in tables]
 
-        variants: list[tuple[str, Any]] = []
+        variants: list[tuple[str, Any, Callable[..., None]]] = []
         for skip_dedup in (False, True):
             for batch_size in (10_000, 1_000):
                 store = self.store(self.urls[0], batch_size=batch_size, skip_dedup=skip_dedup)
-                label = f"Feast: online_write_batch_size={batch_size}, skip_dedup={skip_dedup}"
-                variants.append((label, store))
-        ttl = variants[0][1].config.online_store.key_ttl_seconds
+                label = f"engine: online_write_batch_size={batch_size}, skip_dedup={skip_dedup}"
+                variants.append((label, store, write_online))
+        configured = self.store(self.urls[0])
+        settings = (
+            f"online_write_batch_size="
+            f"{configured.config.materialization_config.online_write_batch_size}, "
+            f"skip_dedup={configured.config.online_store.skip_dedup}"
+        )
+        variants.append((f"Feast's conversion: {settings}", configured, feast_write))
+        ttl = configured.config.online_store.key_ttl_seconds
         timings: dict[str, list[float]] = defaultdict(list)
         batch = self.args.ceiling_batch
         ceiling_label = f"ceiling A: HSET+EXPIRE pipelines of {batch}, payloads pre-built"
         built_label = f"ceiling B: building the payloads + HSET+EXPIRE pipelines of {batch}"
         for round_ in range(self.args.write_rounds):
             order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
-            for label, store in [*order, (ceiling_label, None), (built_label, None)]:
+            ceilings = [(ceiling_label, None, None), (built_label, None, None)]
+            for label, store, writer in [*order, *ceilings]:
                 client = self.feast if store else self.ceiling
                 client.flushdb()
                 if label == ceiling_label:
@@ -527,16 +545,12 @@ class Bench:
                     timings[label].append(took)
                     continue
                 online, config = store._get_provider().online_store, store.config
-                size = config.materialization_config.online_write_batch_size
                 started = time.perf_counter()
                 for view, table in whole:
-                    keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-                    for part in table.to_batches(max_chunksize=size or table.num_rows):
-                        rows = _convert_arrow_to_proto(part, view, keys)
-                        online.online_write_batch(config, view, rows, None)
+                    writer(online, config, view, table)
                 timings[label].append(time.perf_counter() - started)
         # The ceilings last: the table states every variant as a share of them.
-        labels = [label for label, _ in variants] + [ceiling_label, built_label]
+        labels = [label for label, _, _ in variants] + [ceiling_label, built_label]
         return [(label, statistics.median(timings[label])) for label in labels]
 
     # -- throughput --------------------------------------------------------------
