@@ -16,7 +16,7 @@ What differs:
   created timestamp), without ibis's per-call expression building and
   compilation (about 20 ms a window, more than the read itself for a day);
 - given several tasks (the Materializer passes one per view), the windows are
-  read ahead on a second thread while the main thread writes;
+  read ahead on two threads while the main thread writes;
 - the two steps that are identities in a materialization are left out: the
   filter node (it filters only against an entity DataFrame, which a
   materialization has none of, or by a view ``filter``) and, with
@@ -153,20 +153,28 @@ class WindowEngine(LocalComputeEngine):
         tasks: MaterializationTask | list[MaterializationTask],
         **kwargs: Any,
     ) -> list[Any]:
-        """One job per task, in order, with the windows read ahead on a second thread.
+        """One job per task, in order, with the windows read ahead on two threads.
 
-        The reads (DuckDB, outside the GIL) run one after another on the reader
-        thread while the main thread converts and writes, so a run over several
-        views waits for the first read only, as long as the writes keep up. Each
-        read returns at most one row per entity (the newest in the window), so
-        holding every task's window at once stays small.
+        The reads (DuckDB, which runs outside the GIL) go ahead while the main
+        thread converts and writes, so a run over several views mostly waits for
+        the first read only. With ``pull_latest_features`` a read returns at most
+        one row per entity (the newest in its window), so every window is read
+        ahead at once; otherwise a read returns all the window's rows, and only
+        the next window is read ahead.
         """
         tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
         plans = [self._plan(registry, task) for task in tasks]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-read") as reader:
-            for plan in plans:
+        latest = self.repo_config.materialization_config.pull_latest_features
+        ahead = len(plans) if latest else 1
+        jobs = []
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="window-read") as reader:
+            for plan in plans[:ahead]:
                 plan.read_ahead(reader)
-            return [plan.run() for plan in plans]
+            for index, plan in enumerate(plans):
+                if index + ahead < len(plans):
+                    plans[index + ahead].read_ahead(reader)
+                jobs.append(plan.run())
+        return jobs
 
     def _materialize_one(self, registry: Any, task: MaterializationTask, **kwargs: Any) -> Any:
         return self._plan(registry, task).run()
@@ -236,11 +244,15 @@ class WindowEngine(LocalComputeEngine):
                 f"ORDER BY {', '.join(order)}) = 1"
             )
         params = {"files": files, "start": _utc(start), "end": _utc(end)}
-        with self._duckdb_lock:  # one connection; the Materializer runs one task at a time
+        with self._duckdb_lock:  # one database; a cursor per read, as reads run in parallel
             if self._duckdb is None:
                 self._duckdb = duckdb.connect()
                 self._duckdb.execute("SET TimeZone = 'UTC'")
-            return self._duckdb.sql(sql, params=params).to_arrow_table()
+            cursor = self._duckdb.cursor()
+        try:
+            return cursor.sql(sql, params=params).to_arrow_table()
+        finally:
+            cursor.close()
 
 
 def _feast_window(
