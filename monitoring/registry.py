@@ -10,17 +10,12 @@ contract"), never on ``training/`` or ``serving/``: models are named
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from feature_repo.settings import Settings
-
-MODEL_NAME = "flight_delay"
-STAGE_LABEL = "stage"
-CHAMPION = "champion"
-PROMOTED_AT_LABEL = "promoted_at"
+from model_registry import MODEL_NAME, STAGE_LABEL, open_model_store, pick_champion
 
 
 class RegistryLookupError(LookupError):
@@ -63,15 +58,9 @@ class ModelInfo:
 
 
 def _store(settings: Settings) -> Any:
-    # BentoML reads BENTOML_HOME when first imported; pin it to this registry.
-    os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home))
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    from bentoml._internal.models.model import ModelStore
-
-    path = settings.bentoml_home / "models"
-    if not path.is_dir():
+    if not (settings.bentoml_home / "models").is_dir():  # reading never creates one
         raise RegistryLookupError(f"no model registry at {settings.bentoml_home}")
-    return ModelStore(path)
+    return open_model_store(settings)
 
 
 def _info(model: Any) -> ModelInfo:
@@ -87,14 +76,11 @@ def champion(settings: Settings) -> ModelInfo:
         models = store.list(MODEL_NAME)
     except Exception:  # BentoML raises NotFound when no model of that name exists
         models = []
-    champions = [m for m in models if m.info.labels.get(STAGE_LABEL) == CHAMPION]
-    if not champions:
+    best = pick_champion(models)
+    if best is None:
         raise RegistryLookupError(
             f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}"
         )
-    best = max(
-        champions, key=lambda m: (m.info.labels.get(PROMOTED_AT_LABEL, ""), m.info.creation_time)
-    )
     return _info(best)
 
 

@@ -26,11 +26,8 @@ from typing import Any
 import numpy as np
 
 from feature_repo.settings import Settings
+from model_registry import MODEL_NAME, open_model_store, pick_champion
 
-MODEL_NAME = "flight_delay"
-STAGE_LABEL = "stage"
-CHAMPION = "champion"
-PROMOTED_AT_LABEL = "promoted_at"
 REQUIRED_METADATA = ("feature_service", "model_inputs", "categorical_inputs", "threshold")
 
 log = logging.getLogger(__name__)
@@ -38,15 +35,6 @@ log = logging.getLogger(__name__)
 
 class NoChampion(RuntimeError):
     """There is no model to serve."""
-
-
-def _model_store(settings: Settings) -> Any:
-    os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home))
-    from bentoml._internal.models.model import ModelStore
-
-    path = settings.bentoml_home / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return ModelStore(path)
 
 
 def champion_tag(settings: Settings) -> str:
@@ -64,21 +52,18 @@ def champion_tag(settings: Settings) -> str:
     cached = _champion_cache.get(root)
     if stamp is not None and cached is not None and cached[0] == stamp:
         return cached[1]
-    store = _model_store(settings)
+    store = open_model_store(settings)
     try:
         models = store.list(MODEL_NAME)
     except Exception:  # BentoML raises NotFound when no model of that name exists
         models = []
-    champions = [m for m in models if m.info.labels.get(STAGE_LABEL) == CHAMPION]
-    if not champions:
+    best = pick_champion(models)
+    if best is None:
         raise NoChampion(
             f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}. "
             "Train and promote one first: `make run`, or "
             "`python -m training train ... && python -m training models promote <tag>`"
         )
-    best = max(
-        champions, key=lambda m: (m.info.labels.get(PROMOTED_AT_LABEL, ""), m.info.creation_time)
-    )
     if stamp is not None:
         _champion_cache[root] = (stamp, str(best.tag))
     return str(best.tag)
@@ -439,7 +424,7 @@ class Champion:
 
 def load_champion(settings: Settings, tag: str | None = None) -> Champion:
     tag = tag or champion_tag(settings)
-    store = _model_store(settings)
+    store = open_model_store(settings)
     model = store.get(tag)
     metadata = model.info.metadata
     absent = [key for key in REQUIRED_METADATA if key not in metadata]

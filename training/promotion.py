@@ -35,10 +35,9 @@ from threadpoolctl import threadpool_limits
 
 from feature_repo.atomic_io import write_json
 from feature_repo.settings import Settings
+from model_registry import ARCHIVED, CHAMPION
 from training.registry import (
-    ARCHIVED,
     ARTIFACT_FILE,
-    CHAMPION,
     MissingMetadata,
     ModelRecord,
     RegistryError,

@@ -1,7 +1,9 @@
 """The model registry: the BentoML model store under ``settings.bentoml_home``.
 
 The registry is the only contact between training and the pipelines that use a
-model: serving and monitoring never import ``training/``. What they may rely on:
+model: serving and monitoring never import ``training/``. The names and the
+champion rule below are defined once, in ``model_registry``, which all three
+import. What they may rely on:
 
 - **Name and versions.** Models are stored under the name ``flight_delay``; a
   version is a BentoML tag, ``flight_delay:<version>``.
@@ -46,6 +48,16 @@ from typing import TYPE_CHECKING, Any
 
 from feature_repo.atomic_io import atomic_path
 from feature_repo.settings import Settings
+from model_registry import (
+    CANDIDATE,
+    CHAMPION,
+    MODEL_NAME,
+    PROMOTED_AT_LABEL,
+    STAGE_LABEL,
+    STAGES,
+    champion_rank,
+    open_model_store,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -55,11 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "flight_delay"
-STAGE_LABEL = "stage"
-PROMOTED_AT_LABEL = "promoted_at"
-CANDIDATE, CHAMPION, ARCHIVED = "candidate", "champion", "archived"
-STAGES = (CANDIDATE, CHAMPION, ARCHIVED)
 ARTIFACT_FILE = "saved_model.pkl"  # the file name bentoml.sklearn.load_model reads
 SKLEARN_MODULE = "bentoml.sklearn"
 METADATA_SCHEMA_VERSION = 1
@@ -108,11 +115,7 @@ def import_bentoml(settings: Settings) -> ModuleType:
 
 def model_store(settings: Settings) -> ModelStore:
     import_bentoml(settings)
-    from bentoml._internal.models.model import ModelStore
-
-    path = settings.bentoml_home / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return ModelStore(path)
+    return open_model_store(settings)
 
 
 def _record(model: Model) -> ModelRecord:
@@ -163,7 +166,7 @@ def _stored(settings: Settings, tag: str) -> Model:
 def champions(settings: Settings) -> list[ModelRecord]:
     """Models labelled champion, the one serving should pick first."""
     found = [r for r in list_models(settings) if r.stage == CHAMPION]
-    return sorted(found, key=lambda r: (r.labels.get(PROMOTED_AT_LABEL, ""), r.tag), reverse=True)
+    return sorted(found, key=lambda r: champion_rank(r.labels, r.creation_time), reverse=True)
 
 
 def champion(settings: Settings) -> ModelRecord | None:

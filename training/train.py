@@ -26,11 +26,11 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from feature_repo.settings import Settings
+from model_registry import MODEL_NAME
 from training.dataset import TrainingSet, git_commit
 from training.evaluate import best_f1_threshold, evaluate, summarise_slices
 from training.model import GRIDS, ModelInputs, build_pipeline, model_inputs, predict_proba
 from training.registry import (
-    MODEL_NAME,
     ModelRecord,
     attach_reference_profile,
     import_bentoml,

@@ -130,7 +130,7 @@ def test_champion_tag_rereads_the_registry_only_when_a_model_file_changes(
                 for v in sorted(labels)
             ]
 
-    monkeypatch.setattr(champion, "_model_store", lambda _: Store())
+    monkeypatch.setattr(champion, "open_model_store", lambda _: Store())
     monkeypatch.setattr(champion, "_champion_cache", {})
     assert champion.champion_tag(settings) == "flight_delay:v1"
     assert champion.champion_tag(settings) == "flight_delay:v1"

@@ -32,7 +32,8 @@ def _champion(settings: Settings, validation: dict[str, float], monkeypatch: Any
     """A registry entry with the contract's metadata; the artifact itself is never loaded."""
     from sklearn.dummy import DummyClassifier
 
-    from training.registry import CHAMPION, save_model, set_stage
+    from model_registry import CHAMPION
+    from training.registry import save_model, set_stage
 
     monkeypatch.setenv("BENTOML_HOME", str(settings.bentoml_home))  # restored after the test
     metadata = {"threshold": THRESHOLD, "metrics": validation, "feature_service": "fs"}
