@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +29,18 @@ from feature_repo.atomic_io import write_parquet
 from monitoring.background import BackgroundSink, Batch
 from monitoring.intervals import check_interval, interval_starts, parse_stamp, stamp, utc_now
 from monitoring.profiler import batch_frame
+
+
+class LogOptions(TypedDict, total=False):
+    """What a log built on :class:`ParquetLog` passes through to it unchanged."""
+
+    writer_id: str | None
+    clock: Callable[[], datetime]
+    max_queue: int
+    batch_size: int
+    max_wait_seconds: float
+    checkpoint_seconds: float
+    max_buffer_rows: int
 
 
 class ParquetLog(BackgroundSink):

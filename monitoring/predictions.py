@@ -8,15 +8,14 @@ as Parquet parts (``monitoring.parquet_log``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 import pyarrow as pa
 
-from monitoring.intervals import utc_now
-from monitoring.parquet_log import ParquetLog, read_log
+from monitoring.parquet_log import LogOptions, ParquetLog, read_log
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -37,14 +36,8 @@ class PredictionLog(ParquetLog):
         out_dir: Path,
         interval: timedelta = timedelta(hours=1),
         *,
-        writer_id: str | None = None,
         prefix: str = "predictions",
-        clock: Callable[[], datetime] = utc_now,
-        max_queue: int = 100_000,
-        batch_size: int = 1_000,
-        max_wait_seconds: float = 1.0,
-        checkpoint_seconds: float = 30.0,
-        max_buffer_rows: int = 100_000,
+        **options: Unpack[LogOptions],
     ) -> None:
         super().__init__(
             out_dir,
@@ -52,13 +45,7 @@ class PredictionLog(ParquetLog):
             time_column="prediction_time",
             prefix=prefix,
             schema=PREDICTION_SCHEMA,
-            writer_id=writer_id,
-            clock=clock,
-            max_queue=max_queue,
-            batch_size=batch_size,
-            max_wait_seconds=max_wait_seconds,
-            checkpoint_seconds=checkpoint_seconds,
-            max_buffer_rows=max_buffer_rows,
+            **options,
         )
 
     def record(

@@ -14,14 +14,13 @@ the model's inputs, which change with the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
 import pandas as pd
 
-from monitoring.intervals import utc_now
-from monitoring.parquet_log import ParquetLog, log_parts, read_log, time_range
+from monitoring.parquet_log import LogOptions, ParquetLog, log_parts, read_log, time_range
 
 SERVED_AT = "served_at"
 FLIGHT_ID = "flight_id"
@@ -34,28 +33,11 @@ class ServedFeatureLog(ParquetLog):
         self,
         out_dir: Path,
         interval: timedelta = timedelta(hours=1),
-        *,
-        writer_id: str | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        max_queue: int = 100_000,
-        batch_size: int = 1_000,
-        max_wait_seconds: float = 1.0,
-        checkpoint_seconds: float = 30.0,
-        max_buffer_rows: int = 50_000,
+        **options: Unpack[LogOptions],
     ) -> None:
-        super().__init__(
-            out_dir,
-            interval,
-            time_column=SERVED_AT,
-            prefix=PREFIX,
-            writer_id=writer_id,
-            clock=clock,
-            max_queue=max_queue,
-            batch_size=batch_size,
-            max_wait_seconds=max_wait_seconds,
-            checkpoint_seconds=checkpoint_seconds,
-            max_buffer_rows=max_buffer_rows,
-        )
+        # Rows are wide (every model input), so flush sooner than the default.
+        options.setdefault("max_buffer_rows", 50_000)
+        super().__init__(out_dir, interval, time_column=SERVED_AT, prefix=PREFIX, **options)
 
 
 def read_served_features(
