@@ -218,7 +218,7 @@ def expected_predictions(body: bytes, flights: int) -> str:
     return ""
 
 
-async def _drive_http(
+async def drive_http(
     port: int,
     requests: Sequence[bytes],
     flights: int,
@@ -278,17 +278,6 @@ def run_loop(coroutine: Any) -> Any:
         return asyncio.run(coroutine)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coroutine)
-
-
-def drive_http(
-    port: int,
-    requests: Sequence[bytes],
-    flights: int,
-    concurrency: int,
-    max_requests: int,
-    seconds: float,
-) -> Cell:
-    return run_loop(_drive_http(port, requests, flights, concurrency, max_requests, seconds))
 
 
 def drive_in_process(
@@ -598,7 +587,7 @@ def measure(args: argparse.Namespace, settings: Settings, now: datetime, workdir
             }
             # Warm-up (imports, caches, connection pools), never timed.
             for name, service in services.items():
-                drive_http(service.port, wire[name], size, 2, 40, 30)
+                run_loop(drive_http(service.port, wire[name], size, 2, 40, 30))
             drive_in_process(predictor.score, validated, 1, 40, 30)
             for round_ in range(args.rounds):
                 for concurrency in args.concurrency:
@@ -623,13 +612,15 @@ def measure(args: argparse.Namespace, settings: Settings, now: datetime, workdir
                             timed = name == "ours" and size == 1 and concurrency == 1
                             before = scrape_timings(service.url, headers) if timed else {}
                             began = tree_cpu_seconds(service.process.pid)
-                            cell = drive_http(
-                                service.port,
-                                wire[name],
-                                size,
-                                concurrency,
-                                args.requests,
-                                args.seconds,
+                            cell = run_loop(
+                                drive_http(
+                                    service.port,
+                                    wire[name],
+                                    size,
+                                    concurrency,
+                                    args.requests,
+                                    args.seconds,
+                                )
                             )
                             cell.cpu_seconds = tree_cpu_seconds(service.process.pid) - began
                             if timed:
