@@ -807,6 +807,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     now = datetime.fromisoformat(args.now).astimezone(UTC)
     settings = Settings.from_env(redis_url=args.redis_url)
+    if not (settings.bentoml_home / "models").is_dir() or not settings.features_dir.is_dir():
+        parser.error(
+            f"no feature tables or model registry in {settings.data_dir}: "
+            "run `make run` first (the bench serves its champion on a copy of that data)"
+        )
 
     from feature_repo.store import quiet_feast_warnings
 
