@@ -236,7 +236,41 @@ def build_airports(airports: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_raw_tables(source_dir: Path | None = None) -> RawTables:
+    """The source's raw tables; read once per process while the files stay the same.
+
+    A daily ingest publishes one new day but has to read, validate and derive the
+    whole year to find it (about 1.7 s). A scheduler or a replay ingests every
+    day from one process, so the tables are kept and read again only when a
+    source file changes (its inode, size or modification time). Callers must not modify
+    the frames (the raw layer and the request schedule only select from them).
+    """
     source_dir = source_dir or default_source_dir()
+    signature = _source_signature(source_dir)
+    cached = _loaded.get(source_dir)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    tables = _read_raw_tables(source_dir)
+    _loaded.clear()  # one source at a time: a year of flights is ~100 MB of frames
+    _loaded[source_dir] = (signature, tables)
+    return tables
+
+
+_loaded: dict[Path, tuple[tuple[tuple[str, int, int, int] | None, ...], RawTables]] = {}
+
+
+def _source_signature(source_dir: Path) -> tuple[tuple[str, int, int, int] | None, ...]:
+    entries: list[tuple[str, int, int, int] | None] = []
+    for filename in SOURCE_FILES.values():
+        try:
+            info = (source_dir / filename).stat()
+        except OSError:
+            entries.append(None)  # read_source names the missing file
+            continue
+        entries.append((filename, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(entries)
+
+
+def _read_raw_tables(source_dir: Path) -> RawTables:
     frames = read_source(source_dir)
     departures, arrivals = build_departures_and_arrivals(
         frames["flights"], frames["airports"], str(source_dir / SOURCE_FILES["flights"])
