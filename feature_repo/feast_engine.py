@@ -235,7 +235,8 @@ class WindowEngine(LocalComputeEngine):
         columns = [*keys, *column_info.feature_cols, ts] + ([created] if created else [])
         order = [f"{_q(ts)} DESC"] + ([f"{_q(created)} DESC"] if created else [])
         sql = (
-            f"SELECT {', '.join(map(_q, columns))} FROM read_parquet($files) "
+            f"SELECT {', '.join(map(_q, columns))} "
+            "FROM read_parquet($files, hive_partitioning = false) "
             f"WHERE {_q(ts)} >= $start AND {_q(ts)} <= $end"
         )
         if latest:
