@@ -9,6 +9,18 @@ raw layer, so readers and incremental materialization can prune by path.
 Builds are incremental: only days from the previous build's boundary onwards
 are recomputed. Earlier days cannot change, because every value there was
 computed from raw data that was already published and is immutable.
+
+A query may say how far back an incremental build must read, in a header line:
+
+    -- incremental: raw 30 days, keys origin, dest
+
+The raw event tables then hold only the days from 30 days before the window
+(not the whole history, so a daily build costs the same however long the
+history), and a view ``previous_keys`` holds the key columns of the table's
+own rows on the last day built: the entities seen before, which a windowed
+query needs to keep emitting rows for entities with no recent events. Without
+the line, or on a first build, the query reads every published day and
+``previous_keys`` is empty.
 """
 
 from __future__ import annotations
@@ -16,11 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -49,16 +62,47 @@ def connect_raw(raw: RawLayer, tables: list[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per published raw table."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    create_raw_views(con, raw, tables)
+    return con
+
+
+def create_raw_views(
+    con: duckdb.DuckDBPyConnection, raw: RawLayer, tables: list[str], since: date | None = None
+) -> None:
+    """(Re)define a view per raw table over its published files (from ``since`` on)."""
     for table in tables:
         files = raw.published_files(table)
         if not files:
             raise RuntimeError(f"raw table {table!r} has no published data; run ingest first")
-        listing = ", ".join(f"'{f}'" for f in files)
+        recent = files if since is None else raw.published_files(table, since)
+        # No day in range: an empty view, with the columns of the newest file.
+        listing = ", ".join(f"'{f}'" for f in recent or files[-1:])
         con.execute(
-            f"CREATE VIEW {table} AS "
+            f"CREATE OR REPLACE VIEW {table} AS "
             f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)"
+            + ("" if recent else " WHERE false")
         )
-    return con
+
+
+INCREMENTAL = re.compile(
+    r"^--\s*incremental:\s*raw\s+(\d+)\s+days?(?:\s*,\s*keys\s+(.+?))?\s*$", re.MULTILINE
+)
+
+
+@dataclass(frozen=True)
+class Lookback:
+    """What an incremental build of one query needs (its ``-- incremental:`` line)."""
+
+    raw_days: int
+    keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sql: str) -> Lookback | None:
+        match = INCREMENTAL.search(sql)
+        if match is None:
+            return None
+        keys = tuple(k.strip() for k in (match.group(2) or "").split(",") if k.strip())
+        return cls(int(match.group(1)), keys)
 
 
 class FeatureBuilder:
@@ -98,7 +142,8 @@ class FeatureBuilder:
             "window_end": window_end,
             "static_known_since": self.static_known_since,
         }
-        con = connect_raw(self.raw, self.raw_tables)
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
         threads = max(1, (os.cpu_count() or 2))
         con.execute(f"SET threads = {threads}")
         rows: dict[str, int] = {}
@@ -113,6 +158,7 @@ class FeatureBuilder:
     def _build_table(self, con: duckdb.DuckDBPyConnection, name: str, params: dict) -> int:
         sql = (self.sql_dir / f"{name}.sql").read_text()
         used = {k: v for k, v in params.items() if f"${k}" in sql}
+        self._scope(con, name, Lookback.of(sql), params["window_start"])
         target = self.features_dir / name
         target.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.features_dir))
@@ -133,3 +179,31 @@ class FeatureBuilder:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("feature table built", extra={"table": name, "rows": count})
         return int(count)
+
+    def _scope(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        lookback: Lookback | None,
+        window_start: datetime,
+    ) -> None:
+        """The raw views and ``previous_keys`` for one query (see the module docstring)."""
+        last_day = window_start.date() - timedelta(days=1)
+        previous = self.features_dir / name / f"date={last_day.isoformat()}" / "part-0.parquet"
+        incremental = (
+            lookback is not None
+            and window_start > EARLIEST
+            and (not lookback.keys or previous.exists())
+        )
+        since = window_start.date() - timedelta(days=lookback.raw_days) if incremental else None
+        create_raw_views(con, self.raw, self.raw_tables, since)
+        keys = lookback.keys if lookback else ()
+        if not keys:  # never another query's
+            con.execute("DROP VIEW IF EXISTS previous_keys")
+            return
+        columns = ", ".join(keys)
+        if incremental:
+            source = f"SELECT DISTINCT {columns} FROM read_parquet('{previous}')"
+        else:  # a first build reads all of history: no entity can be missed
+            source = "SELECT " + ", ".join(f"NULL AS {k}" for k in keys) + " WHERE false"
+        con.execute(f"CREATE OR REPLACE VIEW previous_keys AS {source}")

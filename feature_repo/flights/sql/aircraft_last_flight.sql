@@ -1,4 +1,6 @@
 -- Each aircraft's most recent completed flight, knowable when it lands.
+-- A departure is knowable at most a day before its arrival:
+-- incremental: raw 2 days
 SELECT
     d.tailnum,
     a.arr_ts                         AS event_timestamp,

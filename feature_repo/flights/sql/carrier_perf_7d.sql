@@ -1,6 +1,9 @@
 -- Each carrier's arrivals over the 7 days before each UTC midnight.
 -- Arrivals are bucketed by day, then summed over the 7 preceding buckets of a
 -- dense day grid, so the snapshot at D covers exactly [D - 7 days, D).
+-- Incremental builds read 9 days of raw data (the window, plus a day for a
+-- departure that precedes its arrival) and keep the entities seen before:
+-- incremental: raw 9 days, keys carrier
 WITH arrived AS (
     SELECT d.carrier, date_trunc('day', a.arr_ts) AS bucket, a.arr_delay, a.knowable_at
     FROM arrivals a JOIN departures d USING (flight_id)
@@ -10,7 +13,17 @@ buckets AS (
            sum(arr_delay) AS delay_sum, max(knowable_at) AS newest
     FROM arrived GROUP BY ALL
 ),
-keys AS (SELECT carrier, min(bucket) AS first_bucket FROM buckets GROUP BY ALL),
+-- Entities seen before the raw data read: their grid starts where the window's
+-- lookback does, which gives the same sums as starting at their first event.
+keys AS (
+    SELECT carrier, min(first_bucket) AS first_bucket FROM (
+        SELECT carrier, min(bucket) AS first_bucket FROM buckets GROUP BY ALL
+        UNION ALL
+        SELECT carrier,
+               date_trunc('day', $window_start::TIMESTAMPTZ) - INTERVAL 7 DAY
+        FROM previous_keys
+    ) GROUP BY ALL
+),
 grid AS (
     SELECT k.carrier, g.bucket
     FROM keys k,

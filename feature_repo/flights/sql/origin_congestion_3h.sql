@@ -1,5 +1,8 @@
 -- Departures and cancellations at each origin over the 3 hours before each hour.
 -- A departure is knowable when it leaves; a cancellation at its scheduled time.
+-- Incremental builds read the day before the window too (for the 3 hours before
+-- it) and keep the entities seen before:
+-- incremental: raw 1 day, keys origin
 WITH events AS (
     SELECT origin, date_trunc('hour', knowable_at) AS bucket,
            (NOT cancelled)::INT AS departed, cancelled::INT AS cancelled,
@@ -11,7 +14,17 @@ buckets AS (
            sum(dep_delay) AS delay_sum, max(knowable_at) AS newest
     FROM events GROUP BY ALL
 ),
-keys AS (SELECT origin, min(bucket) AS first_bucket FROM buckets GROUP BY ALL),
+-- Entities seen before the raw data read: their grid starts where the window's
+-- lookback does, which gives the same sums as starting at their first event.
+keys AS (
+    SELECT origin, min(first_bucket) AS first_bucket FROM (
+        SELECT origin, min(bucket) AS first_bucket FROM buckets GROUP BY ALL
+        UNION ALL
+        SELECT origin,
+               date_trunc('hour', $window_start::TIMESTAMPTZ) - INTERVAL 3 HOUR
+        FROM previous_keys
+    ) GROUP BY ALL
+),
 grid AS (
     SELECT k.origin, g.bucket
     FROM keys k,

@@ -1,4 +1,7 @@
 -- Each origin-destination route's arrivals over the 28 days before each UTC midnight.
+-- Incremental builds read 30 days of raw data (the window, plus a day for a
+-- departure that precedes its arrival) and keep the entities seen before:
+-- incremental: raw 30 days, keys origin, dest
 WITH arrived AS (
     SELECT d.origin, d.dest, date_trunc('day', a.arr_ts) AS bucket, a.arr_delay, a.knowable_at
     FROM arrivals a JOIN departures d USING (flight_id)
@@ -8,7 +11,17 @@ buckets AS (
            sum(arr_delay) AS delay_sum, max(knowable_at) AS newest
     FROM arrived GROUP BY ALL
 ),
-keys AS (SELECT origin, dest, min(bucket) AS first_bucket FROM buckets GROUP BY ALL),
+-- Entities seen before the raw data read: their grid starts where the window's
+-- lookback does, which gives the same sums as starting at their first event.
+keys AS (
+    SELECT origin, dest, min(first_bucket) AS first_bucket FROM (
+        SELECT origin, dest, min(bucket) AS first_bucket FROM buckets GROUP BY ALL
+        UNION ALL
+        SELECT origin, dest,
+               date_trunc('day', $window_start::TIMESTAMPTZ) - INTERVAL 28 DAY
+        FROM previous_keys
+    ) GROUP BY ALL
+),
 grid AS (
     SELECT k.origin, k.dest, g.bucket
     FROM keys k,

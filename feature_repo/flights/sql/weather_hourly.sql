@@ -1,4 +1,5 @@
 -- Hourly weather at each origin airport, knowable at the observation hour.
+-- incremental: raw 0 days
 SELECT
     origin,
     observed_at                    AS event_timestamp,
