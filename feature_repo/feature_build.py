@@ -62,26 +62,39 @@ def connect_raw(raw: RawLayer, tables: list[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per published raw table."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    create_raw_views(con, raw, tables)
+    create_raw_views(con, published(raw, tables))
     return con
 
 
-def create_raw_views(
-    con: duckdb.DuckDBPyConnection, raw: RawLayer, tables: list[str], since: date | None = None
-) -> None:
-    """(Re)define a view per raw table over its published files (from ``since`` on)."""
-    for table in tables:
-        files = raw.published_files(table)
-        if not files:
+def published(raw: RawLayer, tables: list[str]) -> dict[str, list[Path]]:
+    """Each raw table's published files, oldest first (listed once: a year is 365 files)."""
+    files = {table: raw.published_files(table) for table in tables}
+    for table, paths in files.items():
+        if not paths:
             raise RuntimeError(f"raw table {table!r} has no published data; run ingest first")
-        recent = files if since is None else raw.published_files(table, since)
+    return files
+
+
+def create_raw_views(
+    con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], since: date | None = None
+) -> None:
+    """(Re)define a view per raw table over its files; with ``since``, over the days from
+    then on (a static table's snapshot always)."""
+    for table, paths in files.items():
+        recent = paths if since is None else [p for p in paths if _day_of(p, since) >= since]
         # No day in range: an empty view, with the columns of the newest file.
-        listing = ", ".join(f"'{f}'" for f in recent or files[-1:])
+        listing = ", ".join(f"'{f}'" for f in recent or paths[-1:])
         con.execute(
             f"CREATE OR REPLACE VIEW {table} AS "
             f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)"
             + ("" if recent else " WHERE false")
         )
+
+
+def _day_of(path: Path, static: date) -> date:
+    """The day of a ``date=YYYY-MM-DD`` partition; ``static`` for a snapshot."""
+    name = path.parent.name
+    return date.fromisoformat(name.removeprefix("date=")) if name.startswith("date=") else static
 
 
 INCREMENTAL = re.compile(
@@ -147,18 +160,25 @@ class FeatureBuilder:
         threads = max(1, (os.cpu_count() or 2))
         con.execute(f"SET threads = {threads}")
         rows: dict[str, int] = {}
+        files = published(self.raw, self.raw_tables)
         for name in feature_table_names(self.sql_dir):
-            rows[name] = self._build_table(con, name, params)
+            rows[name] = self._build_table(con, name, params, files)
         con.close()
         write_json(
             {"through": through.isoformat(), "rows": rows}, self.features_dir / WATERMARK_FILE
         )
         return FeatureBuildSummary(through, rows, time.perf_counter() - started)
 
-    def _build_table(self, con: duckdb.DuckDBPyConnection, name: str, params: dict) -> int:
+    def _build_table(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        params: dict,
+        files: dict[str, list[Path]],
+    ) -> int:
         sql = (self.sql_dir / f"{name}.sql").read_text()
         used = {k: v for k, v in params.items() if f"${k}" in sql}
-        self._scope(con, name, Lookback.of(sql), params["window_start"])
+        self._scope(con, name, Lookback.of(sql), params["window_start"], files)
         target = self.features_dir / name
         target.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.features_dir))
@@ -186,6 +206,7 @@ class FeatureBuilder:
         name: str,
         lookback: Lookback | None,
         window_start: datetime,
+        files: dict[str, list[Path]],
     ) -> None:
         """The raw views and ``previous_keys`` for one query (see the module docstring)."""
         last_day = window_start.date() - timedelta(days=1)
@@ -196,7 +217,7 @@ class FeatureBuilder:
             and (not lookback.keys or previous.exists())
         )
         since = window_start.date() - timedelta(days=lookback.raw_days) if incremental else None
-        create_raw_views(con, self.raw, self.raw_tables, since)
+        create_raw_views(con, files, since)
         keys = lookback.keys if lookback else ()
         if not keys:  # never another query's
             con.execute("DROP VIEW IF EXISTS previous_keys")

@@ -75,9 +75,8 @@ class RawLayer:
     def snapshot_path(self, table: str) -> Path:
         return self.root / table / "snapshot.parquet"
 
-    def published_files(self, table: str, since: date | None = None) -> list[Path]:
-        """Files of ``table`` covered by the watermark, oldest first; with ``since``,
-        only the days from then on (a static table's snapshot always)."""
+    def published_files(self, table: str) -> list[Path]:
+        """Files of ``table`` covered by the watermark, oldest first."""
         through = self.watermark()
         snapshot = self.snapshot_path(table)
         if snapshot.exists():
@@ -86,8 +85,7 @@ class RawLayer:
             return []
         files = []
         for part in sorted((self.root / table).glob("date=*/part-0.parquet")):
-            day = date.fromisoformat(part.parent.name.removeprefix("date="))
-            if day <= through and (since is None or day >= since):
+            if date.fromisoformat(part.parent.name.removeprefix("date=")) <= through:
                 files.append(part)
         return files
 

@@ -118,7 +118,7 @@ def test_daily_builds_that_read_only_recent_days_equal_one_full_build(tmp_path) 
     whole history), and keeps emitting rows for entities with no recent events."""
     import duckdb as db
 
-    from feature_repo.feature_build import Lookback
+    from feature_repo.feature_build import Lookback, published
     from feature_repo.pipeline import feature_builder, ingest
 
     daily = Settings(data_dir=tmp_path / "daily")
@@ -152,7 +152,8 @@ def test_daily_builds_that_read_only_recent_days_equal_one_full_build(tmp_path) 
     con = db.connect()
     con.execute("SET TimeZone = 'UTC'")
     window_start = pd.Timestamp("2013-02-28", tz="UTC").to_pydatetime()
-    builder._scope(con, "route_perf_28d", lookback, window_start)
+    files = published(builder.raw, builder.raw_tables)
+    builder._scope(con, "route_perf_28d", lookback, window_start, files)
     oldest = con.execute("SELECT min(knowable_at) FROM arrivals").fetchone()[0]
     assert oldest.date() >= date(2013, 1, 29)
     assert con.execute("SELECT count(*) FROM previous_keys").fetchone()[0] > 100
