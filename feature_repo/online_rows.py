@@ -5,15 +5,16 @@ An online store's ``online_write_batch`` takes rows of ``(EntityKeyProto,
 with ``feast.utils._convert_arrow_to_proto``: every column goes through NumPy,
 every value through ``pd.isnull`` and a type check, and both timestamp columns
 through ``pd.to_datetime``, one ``pd.Timestamp`` per row. That conversion was
-most of a materialization's write time here (about 9 of every 25 us per row).
+over a third of a materialization's write time here (about 9 of every 25 us
+per row).
 
 :func:`online_rows` builds the same tuples, value for value, straight from Arrow:
 one ``to_pylist`` per column, then a ``ValueProto`` per value, and the
 timestamps through NumPy as naive UTC ``datetime`` objects, which is what
-Feast's conversion yields. It covers the scalar types below with matching Arrow types; for any
-other column, or for timestamps that are null or in nanoseconds, the whole batch
-goes through Feast's converter instead. ``tests/code/test_online_rows.py`` checks
-that both give byte-identical rows.
+Feast's conversion yields. It covers the scalar types below, with matching
+Arrow types; for any other column, or for timestamps that are null or in
+nanoseconds, the whole batch goes through Feast's converter instead.
+``tests/code/test_online_rows.py`` checks that both give byte-identical rows.
 
 One deliberate difference: Feast reads an integer column that holds nulls as
 float64, so its integers above 2**53 lose precision in such a column; here they
