@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 
 from feature_repo.atomic_io import write_json
-from feature_repo.raw_layer import RawLayer, end_of_day
+from feature_repo.raw_layer import RawLayer, end_of_day, partition_day
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def create_raw_views(
     """(Re)define a view per raw table over its files; with ``since``, over the days from
     then on (a static table's snapshot always)."""
     for table, paths in files.items():
-        recent = paths if since is None else [p for p in paths if _day_of(p, since) >= since]
+        recent = paths if since is None else [p for p in paths if _holds_days_from(p, since)]
         # No day in range: an empty view, with the columns of the newest file.
         listing = ", ".join(f"'{f}'" for f in recent or paths[-1:])
         con.execute(
@@ -91,10 +91,9 @@ def create_raw_views(
         )
 
 
-def _day_of(path: Path, static: date) -> date:
-    """The day of a ``date=YYYY-MM-DD`` partition; ``static`` for a snapshot."""
-    name = path.parent.name
-    return date.fromisoformat(name.removeprefix("date=")) if name.startswith("date=") else static
+def _holds_days_from(path: Path, since: date) -> bool:
+    day = partition_day(path)
+    return day is None or day >= since  # a snapshot holds every day
 
 
 INCREMENTAL = re.compile(

@@ -35,6 +35,13 @@ def end_of_day(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
 
 
+def partition_day(path: Path) -> date | None:
+    """The day of a file in a ``date=YYYY-MM-DD`` folder; None for any other file
+    (a static table's snapshot)."""
+    name = path.parent.name
+    return date.fromisoformat(name.removeprefix("date=")) if name.startswith("date=") else None
+
+
 @dataclass(frozen=True)
 class IngestSummary:
     through: date
@@ -85,7 +92,8 @@ class RawLayer:
             return []
         files = []
         for part in sorted((self.root / table).glob("date=*/part-0.parquet")):
-            if date.fromisoformat(part.parent.name.removeprefix("date=")) <= through:
+            day = partition_day(part)
+            if day is not None and day <= through:
                 files.append(part)
         return files
 

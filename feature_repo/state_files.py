@@ -40,11 +40,6 @@ class MaterializationState:
         value = self.views().get(view, {}).get("watermark")
         return datetime.fromisoformat(value) if value else None
 
-    def advance(
-        self, view: str, watermark: datetime, newest_event: datetime | None, rows: int
-    ) -> None:
-        self.advance_many([(view, watermark, newest_event, rows)])
-
     def advance_many(self, moves: list[tuple[str, datetime, datetime | None, int]]) -> None:
         """Move several views' watermarks in one atomic write."""
         if not moves:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from feature_repo.raw_layer import KNOWABLE_AT, RawLayer
+from feature_repo.raw_layer import KNOWABLE_AT, RawLayer, partition_day
 from monitoring.intervals import interval_starts
 
 METRICS = ("roc_auc", "precision", "recall")
@@ -190,10 +190,11 @@ def read_outcomes(
     spec = spec or OutcomeSpec()
     files = []
     for path in RawLayer(raw_dir).published_files(spec.table):
-        day = path.parent.name.removeprefix("date=")
         try:
-            partition = date.fromisoformat(day)
-        except ValueError:  # a snapshot table has no day partitions
+            partition = partition_day(path)
+        except ValueError:
+            partition = None
+        if partition is None:  # a snapshot table has no day partitions
             files.append(path)
             continue
         if (since is None or partition >= since) and partition <= now.date():
