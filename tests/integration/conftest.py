@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-MAIN_REDIS = "redis://127.0.0.1:6379/{db}"
+# The machine's Redis, which .ci/run starts. FEASTLINE_TEST_REDIS_PORT points the tests
+# at another server, so that two checkouts can run their suites side by side.
+MAIN_REDIS_PORT = int(os.environ.get("FEASTLINE_TEST_REDIS_PORT", "6379"))
+MAIN_REDIS = f"redis://127.0.0.1:{MAIN_REDIS_PORT}/{{db}}"
 
 
 def free_port() -> int:
@@ -84,13 +88,13 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 @pytest.fixture()
 def main_redis_db() -> Iterator[str]:
-    """A flushed database on the machine's Redis (127.0.0.1:6379), which .ci/run starts."""
+    """A flushed database on the machine's Redis (MAIN_REDIS), which .ci/run starts."""
     url = MAIN_REDIS.format(db=3)
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.exceptions.RedisError as err:
-        pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({err}); .ci/run starts it")
+        pytest.fail(f"Redis is not running at {url} ({err}); .ci/run starts it")
     client.flushdb()
     yield url
     client.flushdb()

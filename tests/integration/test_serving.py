@@ -16,7 +16,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from feature_repo.settings import Settings
-from tests.integration.conftest import free_port
+from tests.integration.conftest import MAIN_REDIS, free_port
 from tests.integration.serving_support import RunningService, running_service
 
 NOW = datetime(2013, 2, 20, tzinfo=UTC)
@@ -61,7 +61,7 @@ def redis_settings(pipeline) -> Iterator[Settings]:
     from feature_repo.materialize import Materializer
     from feature_repo.store import open_store
 
-    url = "redis://127.0.0.1:6379/4"
+    url = MAIN_REDIS.format(db=4)
     redis.Redis.from_url(url).flushdb()
     settings = Settings(data_dir=pipeline.settings.data_dir, redis_url=url)
     store = open_store(settings)
