@@ -48,6 +48,11 @@ def run_cli(
             if isinstance(err, kinds):
                 errors.print(f"[red]error:[/red] {err}")
                 return code
+        if isinstance(err, OSError) and err.filename:
+            # A read-only or full disk, a file where a folder should be: one line, the path.
+            reason = err.strerror or type(err).__name__
+            errors.print(f"[red]error:[/red] {reason}: {err.filename}")
+            return 74  # EX_IOERR
         if type(err).__module__ == "feast.errors":
             # Feast's own "not found" and config errors are actionable, not bugs.
             errors.print(

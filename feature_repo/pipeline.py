@@ -70,8 +70,10 @@ def ingest(
 
 
 def apply(settings: Settings) -> list[str]:
+    from feature_repo.relocation import set_aside_if_corrupt
     from feature_repo.store import apply_definitions, open_store
 
+    set_aside_if_corrupt(settings)  # apply rebuilds a corrupt registry from the definitions
     store = open_store(settings)
     names = apply_definitions(store, settings)
     log.info("feast apply", extra={"objects": names, "online_store": settings.online_store_kind})

@@ -78,6 +78,9 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     store = FeatureStore(config=repo_config(settings))
     if settings.redis_url:
         _bound_redis_retries(store)
+    from feature_repo.relocation import check_registry
+
+    check_registry(store, settings)  # a corrupt one is named; a moved one re-pointed here
     return store
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME, STAGE_LABEL, open_model_store, pick_champion
+from model_registry.integrity import resolve_stored_path, scan_models
 
 
 class RegistryLookupError(LookupError):
@@ -27,6 +28,7 @@ class ModelInfo:
     tag: str
     stage: str
     metadata: dict[str, Any] = field(repr=False)
+    data_dir: Path | None = None  # the data dir the metadata's paths are relative to
 
     @property
     def threshold(self) -> float | None:
@@ -54,7 +56,9 @@ class ModelInfo:
     @property
     def reference_profile(self) -> Path | None:
         value = self.metadata.get("reference_profile")
-        return Path(value) if value else None
+        if not value:
+            return None
+        return resolve_stored_path(value, self.data_dir) if self.data_dir else Path(value)
 
 
 def _store(settings: Settings) -> Any:
@@ -63,25 +67,25 @@ def _store(settings: Settings) -> Any:
     return open_model_store(settings)
 
 
-def _info(model: Any) -> ModelInfo:
+def _info(model: Any, settings: Settings) -> ModelInfo:
     labels = dict(model.info.labels)
     return ModelInfo(
-        tag=str(model.tag), stage=labels.get(STAGE_LABEL, ""), metadata=dict(model.info.metadata)
+        tag=str(model.tag),
+        stage=labels.get(STAGE_LABEL, ""),
+        metadata=dict(model.info.metadata),
+        data_dir=settings.data_dir,
     )
 
 
 def champion(settings: Settings) -> ModelInfo:
-    store = _store(settings)
-    try:
-        models = store.list(MODEL_NAME)
-    except Exception:  # BentoML raises NotFound when no model of that name exists
-        models = []
-    best = pick_champion(models)
+    _store(settings)
+    # An unreadable entry is skipped with a warning naming it, never fatal.
+    best = pick_champion(scan_models(settings).models)
     if best is None:
         raise RegistryLookupError(
             f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}"
         )
-    return _info(best)
+    return _info(best, settings)
 
 
 def model_info(settings: Settings, tag: str | None = None) -> ModelInfo:
@@ -92,7 +96,7 @@ def model_info(settings: Settings, tag: str | None = None) -> ModelInfo:
         tag = f"{MODEL_NAME}:{tag}"
     store = _store(settings)
     try:
-        return _info(store.get(tag))
+        return _info(store.get(tag), settings)
     except Exception:  # NotFound, or a malformed tag
         raise RegistryLookupError(
             f"model {tag} is not in the registry at {settings.bentoml_home}"

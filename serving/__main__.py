@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -17,18 +16,20 @@ console = Console()
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.champion import champion_tag
-    from serving.process import serve_command, service_env
+    from serving.champion import load_champion
+    from serving.process import check_api_key, run_forwarding_signals, serve_command, service_env
 
-    tag = champion_tag(settings)  # refuse to start, with advice, when there is no model
+    check_api_key()
+    # Load the champion's file and score a probe row here, so that a missing or broken
+    # artifact is one clear error now, not workers crashing and restarting forever.
+    tag = load_champion(settings).tag
     console.print(
         f"serving {tag} on http://{args.host}:{args.port} "
         f"(online store: {settings.online_store_kind})"
     )
-    process = subprocess.run(
-        serve_command(args.host, args.port), env=service_env(settings, args.workers), check=False
+    return run_forwarding_signals(
+        serve_command(args.host, args.port), env=service_env(settings, args.workers)
     )
-    return process.returncode
 
 
 def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:

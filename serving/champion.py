@@ -27,6 +27,7 @@ import numpy as np
 
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME, open_model_store, pick_champion
+from model_registry.integrity import model_problems, one_line, scan_models
 
 REQUIRED_METADATA = ("feature_service", "model_inputs", "categorical_inputs", "threshold")
 
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 class NoChampion(RuntimeError):
     """There is no model to serve."""
+
+
+class BrokenChampion(NoChampion):
+    """The champion's entry is there, but its artifact is missing or unloadable."""
 
 
 def champion_tag(settings: Settings) -> str:
@@ -52,16 +57,14 @@ def champion_tag(settings: Settings) -> str:
     cached = _champion_cache.get(root)
     if stamp is not None and cached is not None and cached[0] == stamp:
         return cached[1]
-    store = open_model_store(settings)
-    try:
-        models = store.list(MODEL_NAME)
-    except Exception:  # BentoML raises NotFound when no model of that name exists
-        models = []
-    best = pick_champion(models)
+    # One unreadable entry is skipped (with a warning naming it), never fatal.
+    scan = scan_models(settings)
+    best = pick_champion(scan.models)
     if best is None:
+        unreadable = "".join(f"; unreadable entry {b.tag} ({b.reason})" for b in scan.broken)
         raise NoChampion(
-            f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}. "
-            "Train and promote one first: `make run`, or "
+            f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}"
+            f"{unreadable}. Train and promote one first: `make run`, or "
             "`python -m training train ... && python -m training models promote <tag>`"
         )
     if stamp is not None:
@@ -430,10 +433,28 @@ def load_champion(settings: Settings, tag: str | None = None) -> Champion:
     absent = [key for key in REQUIRED_METADATA if key not in metadata]
     if absent:
         raise NoChampion(f"model {tag} lacks registry metadata {absent}; re-register it")
+    problems = [p for p in model_problems(model.path, metadata, settings.data_dir) if "pkl" in p]
+    if problems:
+        raise BrokenChampion(
+            f"champion {tag} cannot be served: {'; '.join(problems)}. Promote or roll back to "
+            "another model (`python -m training models list`)"
+        )
     import bentoml
 
-    pipeline = bentoml.sklearn.load_model(model)
+    try:
+        pipeline = bentoml.sklearn.load_model(model)
+    except Exception as err:  # a truncated or foreign pickle: one line, naming the file
+        raise BrokenChampion(
+            f"champion {tag} cannot be loaded from {model.path}: {one_line(err)}"
+        ) from None
     inputs = list(metadata["model_inputs"])
+    try:
+        scorer = FastScorer(pipeline, inputs)
+        probe = float(scorer.predict(scorer.matrix({n: [None] for n in inputs}, 1))[0])
+    except Exception as err:  # a model that cannot score must not be reported ready
+        raise BrokenChampion(f"champion {tag} cannot score a probe row: {one_line(err)}") from None
+    if not 0.0 <= probe <= 1.0:
+        raise BrokenChampion(f"champion {tag} scored a probe row as {probe}, not a probability")
     return Champion(
         tag=tag,
         feature_service=str(metadata["feature_service"]),
@@ -441,5 +462,5 @@ def load_champion(settings: Settings, tag: str | None = None) -> Champion:
         categorical_inputs=list(metadata["categorical_inputs"]),
         threshold=float(metadata["threshold"]),
         pipeline=pipeline,
-        scorer=FastScorer(pipeline, inputs),
+        scorer=scorer,
     )

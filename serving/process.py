@@ -31,6 +31,57 @@ def service_env(
     return env
 
 
+def check_api_key() -> None:
+    """An empty ``FEASTLINE_API_KEY`` would silently turn authentication off: refuse it."""
+    key = os.environ.get("FEASTLINE_API_KEY")
+    if key is not None and not key.strip():
+        raise ValueError("FEASTLINE_API_KEY is set but empty: set a key, or unset it")
+
+
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies, even by SIGKILL.
+
+    BentoML's workers run in their own process groups, so killing the server's
+    group left them orphaned, still answering and holding the port. Each worker
+    calls this at start-up; so does ``bentoml serve`` itself, started by the CLI.
+    A no-op where prctl does not exist.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent or parent == 1:  # the parent died before the request took
+        os.kill(os.getpid(), sig)
+
+
+def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` in the foreground, forwarding SIGTERM, SIGINT and SIGHUP to it.
+
+    The child dies with this process even on SIGKILL (:func:`die_with_parent`), so
+    a killed CLI never leaves a server holding the port.
+    """
+    child = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def serve_command(host: str, port: int) -> list[str]:
     return [
         sys.executable,

@@ -15,12 +15,13 @@ import warnings
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from feature_repo.settings import Settings
 from feature_repo.store import quiet_feast_warnings
 from serving.api_key import ApiKeyMiddleware
+from serving.contract import ContractMiddleware, EmptyBody
 from serving.serving_logs import configure_service_logging
 from serving.serving_metrics import METRICS
 
@@ -34,9 +35,27 @@ THREADS = int(os.environ.get("FEASTLINE_SERVING_THREADS", "4"))
 RELOAD_CHECK_SECONDS = float(os.environ.get("FEASTLINE_RELOAD_CHECK_SECONDS", "5"))
 PROFILING = os.environ.get("FEASTLINE_PROFILING", "on").lower() not in ("0", "off", "false", "no")
 
+# A body above this is refused before it is parsed (1,000 flights take about 250 kB).
+MAX_BODY_BYTES = int(os.environ.get("FEASTLINE_MAX_BODY_BYTES", str(1 << 20)))
+BODY_TIMEOUT_SECONDS = float(os.environ.get("FEASTLINE_BODY_TIMEOUT_SECONDS", "10"))
+API_KEY = os.environ.get("FEASTLINE_API_KEY")
+if API_KEY is not None and not API_KEY.strip():
+    # Set but empty would silently turn authentication off; unset means "no key wanted".
+    raise RuntimeError("FEASTLINE_API_KEY is set but empty: set a key, or unset it")
+
 _requests = __import__(f"{SETTINGS.dataset_module}.requests", fromlist=["requests"])
-FlightRequest = _requests.request_model(*_requests.known_codes(SETTINGS.raw_dir))
+FlightRequest = _requests.request_model(
+    *_requests.known_codes(SETTINGS.raw_dir), zones=_requests.origin_zones(SETTINGS.raw_dir)
+)
 Flights = Annotated[list[FlightRequest], Field(min_length=1, max_length=MAX_FLIGHTS)]  # type: ignore[valid-type]
+
+
+class PredictRequest(BaseModel):
+    """The body of ``/predict``; anything besides ``flights`` is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    flights: Flights
+
 
 log = logging.getLogger("serving")
 
@@ -89,7 +108,9 @@ class FlightDelayService:
 
     def __init__(self) -> None:
         from serving.predictor import Predictor
+        from serving.process import die_with_parent
 
+        die_with_parent()  # this worker must not outlive the server, even a SIGKILLed one
         configure_service_logging()
         started = time.perf_counter()
         self.predictor = Predictor(SETTINGS)
@@ -159,9 +180,16 @@ class FlightDelayService:
         )
 
     @bentoml.api(route="/reload")
-    def reload(self) -> dict[str, str]:
+    def reload(self, ctx: bentoml.Context) -> dict[str, str]:
         """Pick up a newly promoted champion without a restart (this worker)."""
-        old, new = self.predictor.reload()
+        from serving.champion import NoChampion
+
+        try:
+            old, new = self.predictor.reload()
+        except NoChampion as err:  # keep serving the model in hand; say why it stays
+            ctx.response.status_code = 503
+            log.warning("reload failed", extra={"error": str(err)})
+            return json_response({"error": str(err), "current": self.predictor.champion.tag})
         return {"previous": old, "current": new}
 
     @bentoml.api(route="/model")
@@ -184,5 +212,11 @@ class FlightDelayService:
         return self.predictor.online_store_answers()
 
 
-if api_key := os.environ.get("FEASTLINE_API_KEY"):
-    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=api_key)
+FlightDelayService.add_asgi_middleware(
+    ContractMiddleware,
+    routes={"/predict": PredictRequest, "/reload": EmptyBody, "/model": EmptyBody},
+    max_body_bytes=MAX_BODY_BYTES,
+    body_timeout=BODY_TIMEOUT_SECONDS,
+)
+if API_KEY is not None:
+    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=API_KEY)

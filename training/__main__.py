@@ -154,10 +154,12 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
-    from training.registry import list_models
+    from model_registry.integrity import model_problems
+    from training.registry import broken_models, list_models
 
     records = list_models(settings)
-    if not records:
+    broken = broken_models(settings)
+    if not records and not broken:
         console.print(f"no models in the registry at {settings.bentoml_home}")
         return 0
     table = Table(title=f"models in {settings.bentoml_home}, oldest first", show_edge=False)
@@ -170,13 +172,21 @@ def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
         meta = record.metadata
         valid = meta.get("validation_window", {})
         roc_auc = meta.get("metrics", {}).get("roc_auc")
+        problems = model_problems(record.path, meta, settings.data_dir)
         table.add_row(
             record.tag,
-            record.stage or "?",
+            f"{record.stage or '?'} [red](broken)[/red]" if problems else record.stage or "?",
             f"{roc_auc:.4f}" if isinstance(roc_auc, float) else "-",
             f"{valid.get('start', '?')}..{valid.get('end', '?')}",
         )
+    for entry in broken:
+        table.add_row(entry.tag, "[red]broken[/red]", "-", "-")
     console.print(table)
+    for record in records:
+        for problem in model_problems(record.path, record.metadata, settings.data_dir):
+            console.print(f"[red]{record.tag}[/red]: {problem}")
+    for entry in broken:
+        console.print(f"[red]{entry.tag}[/red]: {entry.reason}")
     return 0
 
 

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 from feature_repo.atomic_io import write_json
 from feature_repo.settings import Settings
 from model_registry import ARCHIVED, CHAMPION
+from model_registry.integrity import model_problems
 from training.registry import (
     ARTIFACT_FILE,
     MissingMetadata,
@@ -138,7 +139,8 @@ def _lookup(metadata: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def require_promotable(record: ModelRecord) -> None:
+def require_promotable(record: ModelRecord, data_dir: Path | None = None) -> None:
+    """Refuse a model without the lineage, or (given ``data_dir``) one not fully written."""
     missing = [key for key in REQUIRED_METADATA if _lookup(record.metadata, key) in (None, "")]
     if missing:
         raise MissingMetadata(
@@ -149,6 +151,9 @@ def require_promotable(record: ModelRecord) -> None:
         raise MissingMetadata(
             f"{record.tag} has no {ARTIFACT_FILE}; the stored model is incomplete"
         )
+    problems = model_problems(record.path, record.metadata, data_dir) if data_dir else []
+    if problems:
+        raise MissingMetadata(f"{record.tag} is incomplete: {'; '.join(problems)}")
 
 
 def _window(metadata: dict[str, Any]) -> dict[str, str]:
@@ -386,7 +391,7 @@ def promote(
     config = config or GateConfig.from_env()
     with registry_lock(settings):
         candidate = get_model(settings, tag)
-        require_promotable(candidate)
+        require_promotable(candidate, settings.data_dir)
         crowned = champions(settings)
         current = crowned[0] if crowned else None
         if current is not None and current.tag == candidate.tag:

@@ -58,6 +58,7 @@ from model_registry import (
     champion_rank,
     open_model_store,
 )
+from model_registry.integrity import BrokenEntry, one_line, scan_models, stored_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -130,12 +131,20 @@ def _record(model: Model) -> ModelRecord:
 
 
 def list_models(settings: Settings) -> list[ModelRecord]:
-    """Every stored version of the model, oldest first."""
-    store = model_store(settings)
-    if not (settings.bentoml_home / "models" / MODEL_NAME).is_dir():
-        return []
-    records = [_record(m) for m in store.list(MODEL_NAME)]
+    """Every readable stored version of the model, oldest first.
+
+    An entry whose ``model.yaml`` cannot be read is skipped with a warning naming
+    it (:func:`broken_models` lists them), so one bad file never hides the rest.
+    """
+    import_bentoml(settings)
+    records = [_record(m) for m in scan_models(settings).models]
     return sorted(records, key=lambda r: (r.creation_time, r.tag))
+
+
+def broken_models(settings: Settings) -> list[BrokenEntry]:
+    """Entries in the store that cannot be read as models, with the reason."""
+    import_bentoml(settings)
+    return scan_models(settings, warn=False).broken
 
 
 def get_model(settings: Settings, tag: str) -> ModelRecord:
@@ -153,9 +162,20 @@ def _stored(settings: Settings, tag: str) -> Model:
     name, _, version = text.rpartition(":") if ":" in text else (MODEL_NAME, "", text)
     if name != MODEL_NAME:
         raise ModelNotFound(f"unknown model {text!r}: this registry holds {MODEL_NAME!r} only")
+    if version == "latest":  # BentoML's own lookup would parse every entry, broken ones too
+        readable = list_models(settings)
+        version = readable[-1].version if readable else version
+    folder = settings.bentoml_home / "models" / MODEL_NAME / version
     try:
         model = model_store(settings).get(f"{MODEL_NAME}:{version}")
-    except (BentoMLException, ValueError):
+    except Exception as err:
+        if version and folder.is_dir():
+            raise RegistryError(
+                f"model {MODEL_NAME}:{version} is unreadable ({folder / 'model.yaml'}): "
+                f"{one_line(err)}"
+            ) from None
+        if not isinstance(err, BentoMLException | ValueError):
+            raise
         raise ModelNotFound(
             f"no model {MODEL_NAME}:{version} in the registry at {settings.bentoml_home} "
             "(`python -m training models list` shows what is there)"
@@ -318,5 +338,8 @@ def attach_reference_profile(tag: str, path: Path | str, settings: Settings | No
     if not profile.exists():
         raise RegistryError(f"reference profile {profile} does not exist")
     with registry_lock(settings):
-        update_model(settings, tag, metadata={"reference_profile": str(profile.resolve())})
+        # Relative to the data dir, so a copied data dir reads its own profile.
+        update_model(
+            settings, tag, metadata={"reference_profile": stored_path(profile, settings.data_dir)}
+        )
     log.info("reference profile attached", extra={"tag": tag, "path": str(profile)})

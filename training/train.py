@@ -27,12 +27,12 @@ from threadpoolctl import threadpool_limits
 
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME
+from model_registry.integrity import stored_path
 from training.dataset import TrainingSet, git_commit
 from training.evaluate import best_f1_threshold, evaluate, summarise_slices
 from training.model import GRIDS, ModelInputs, build_pipeline, model_inputs, predict_proba
 from training.registry import (
     ModelRecord,
-    attach_reference_profile,
     import_bentoml,
     save_model,
 )
@@ -277,7 +277,6 @@ def write_reference(
         reference_path(settings, tag),
         model_tag=tag,
     )
-    attach_reference_profile(tag, path, settings)
     return path
 
 
@@ -307,14 +306,21 @@ def train_and_register(
     progress("report", 0, 1)
     out_dir = settings.reports_dir / MODEL_NAME / str(tag.version)
     html_path, metrics_path = write_report(out_dir, str(tag), trained, metadata)
-    metadata["report"] = {"html": str(html_path), "metrics_json": str(metrics_path)}
+    metadata["report"] = {  # relative to the data dir, so a copied data dir stays whole
+        "html": stored_path(html_path, settings.data_dir),
+        "metrics_json": stored_path(metrics_path, settings.data_dir),
+    }
     progress("report", 1, 1)
+    # The reference profile is written before the model is saved, and the entry
+    # names it from the start: a run killed in between leaves no model at all,
+    # never one that looks complete without its profile.
+    progress("reference profile", 0, 1)
+    reference = write_reference(settings, str(tag), trained, training_set.frame)
+    metadata["reference_profile"] = stored_path(reference, settings.data_dir)
+    progress("reference profile", 1, 1)
     progress("registry", 0, 1)
     record = save_model(settings, trained.pipeline, metadata, tag=str(tag))
     progress("registry", 1, 1)
-    progress("reference profile", 0, 1)
-    write_reference(settings, record.tag, trained, training_set.frame)
-    progress("reference profile", 1, 1)
     log.info(
         "model trained",
         extra={

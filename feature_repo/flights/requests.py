@@ -8,12 +8,49 @@ request-time fields (``flight_request`` in ``definitions.py``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from datetime import date, datetime
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+# sched_dep is an instant written out in full: ISO 8601 date, time and UTC offset.
+# pydantic's lax mode would also take epoch numbers and offset-less strings.
+ISO_INSTANT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})$"
+)
+# Bounds on scheduled departures: far outside them a date is a client's mistake.
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _iso_instant(value: Any) -> Any:
+    if isinstance(value, datetime):  # built in Python (tests, replays): already typed
+        return value
+    if not isinstance(value, str) or not ISO_INSTANT.match(value.strip()):
+        raise ValueError(
+            "must be an ISO 8601 string with a UTC offset, e.g. 2013-06-15T17:45:00-04:00"
+        )
+    return value.strip()
+
+
+def _bounded(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must lie between {EARLIEST.date()} and {LATEST.date()}")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_instant), AfterValidator(_bounded)]
 
 AirportCode = Annotated[str, StringConstraints(min_length=3, max_length=4, pattern=r"^[A-Z0-9]+$")]
 CarrierCode = Annotated[str, StringConstraints(min_length=2, max_length=3, pattern=r"^[A-Z0-9]+$")]
@@ -34,9 +71,11 @@ class FlightRequest(BaseModel):
         "imputed features and flagged",
         examples=["N14228"],
     )
-    sched_dep: AwareDatetime = Field(
-        description="scheduled departure, ISO 8601 with a UTC offset (local time of the origin)",
+    sched_dep: Instant = Field(
+        description="scheduled departure: an instant, ISO 8601 with a UTC offset (any offset; "
+        "local-time features come from the origin airport's time zone), 1970-01-02 to 2099",
         examples=["2013-06-15T17:45:00-04:00"],
+        json_schema_extra={"pattern": ISO_INSTANT.pattern},
     )
     distance: float = Field(gt=0, le=20000, description="route distance, miles", examples=[1400])
     flight_id: str | None = Field(default=None, max_length=64, description="caller's id, echoed")
@@ -68,11 +107,29 @@ def _offset_minutes(moment: datetime) -> int:
     return int(offset.total_seconds() // 60)
 
 
-def request_model(airports: frozenset[str], carriers: frozenset[str]) -> type[FlightRequest]:
-    """``FlightRequest`` that also rejects airports and carriers the system has never seen."""
-    from pydantic import field_validator
+def request_model(
+    airports: frozenset[str], carriers: frozenset[str], zones: Mapping[str, str] | None = None
+) -> type[FlightRequest]:
+    """``FlightRequest`` that also rejects airports and carriers the system has never seen.
+
+    Given the airports' time ``zones``, ``sched_dep`` is moved into the origin's
+    time zone: it is read as an instant, and the local-time features (hour,
+    weekday) come from where the flight leaves, whatever offset the client wrote.
+    """
+    from zoneinfo import ZoneInfo
+
+    from pydantic import field_validator, model_validator
+
+    local_zones = {code: ZoneInfo(name) for code, name in (zones or {}).items()}
 
     class KnownFlightRequest(FlightRequest):
+        @model_validator(mode="after")
+        def _origin_local_time(self) -> KnownFlightRequest:
+            zone = local_zones.get(self.origin)
+            if zone is not None:
+                self.sched_dep = self.sched_dep.astimezone(zone)
+            return self
+
         @field_validator("origin", "dest")
         @classmethod
         def _known_airport(cls, value: str) -> str:
@@ -89,6 +146,15 @@ def request_model(airports: frozenset[str], carriers: frozenset[str]) -> type[Fl
 
     KnownFlightRequest.__name__ = "FlightRequest"
     return KnownFlightRequest
+
+
+def origin_zones(raw_dir: Path) -> dict[str, str]:
+    """Each airport's IANA time zone, from the raw layer's airports table."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(raw_dir / "airports" / "snapshot.parquet", columns=["faa", "tzone"])
+    codes, zones = table.column("faa").to_pylist(), table.column("tzone").to_pylist()
+    return {code: zone for code, zone in zip(codes, zones, strict=True) if code and zone}
 
 
 def known_codes(raw_dir: Path) -> tuple[frozenset[str], frozenset[str]]:

@@ -82,7 +82,15 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def register(settings, trained, grid: dict = GOOD_GRID, train_end: date = TRAIN_END) -> str:
     """Store an already-trained model as a candidate; returns its tag."""
+    import pandas as pd
+
+    from monitoring.profiles import profile_frame, write_profile
     from training.registry import save_model
     from training.train import lineage
 
-    return save_model(settings, trained.pipeline, lineage(trained, config(grid, train_end))).tag
+    # Promotion needs a complete model: its reference profile exists before it is saved.
+    name = f"test-{id(trained)}-{train_end}.bin"
+    reference = settings.monitoring_dir / "references" / name
+    write_profile(profile_frame(pd.DataFrame({"x": [1.0, 2.0]})), reference)
+    metadata = {**lineage(trained, config(grid, train_end)), "reference_profile": str(reference)}
+    return save_model(settings, trained.pipeline, metadata).tag
