@@ -97,20 +97,41 @@ def _print_run(result) -> None:
 
 
 def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
+    from feature_repo.bounds import check_window
     from feature_repo.materialize import Materializer, RunSkipped
 
     materializer = Materializer(settings)
     try:
         if args.backfill:
-            start, end = args.backfill
-            result = materializer.backfill(_instant(start), _instant(end), args.wait)
+            start, end = _instant(args.backfill[0]), _instant(args.backfill[1])
+            check_window(start, end, "--backfill START END")
+            result = materializer.backfill(start, end, args.wait)
         else:
+            _refuse_now_below_watermarks(materializer, args.now)
             result = materializer.run(now=args.now, wait_seconds=args.wait)
     except RunSkipped as err:
         console.print(f"materialize: {err}")
         return 0 if args.skip_ok else 75
+    except Exception as err:
+        # `status` must show that the last run failed, not the one before it.
+        materializer.state.record_run({"error": f"{type(err).__name__}: {err}"}, status="failed")
+        raise
     _print_run(result)
     return 0
+
+
+def _refuse_now_below_watermarks(materializer, now) -> None:
+    """``--now`` before what is already online would be a silent no-op: say so instead."""
+    from feature_repo.bounds import WindowRefused
+
+    if now is None:
+        return
+    marks = [m for v in materializer.state.views() if (m := materializer.state.watermark(v))]
+    if marks and now < min(marks):
+        raise WindowRefused(
+            f"--now {now:%Y-%m-%d %H:%M} is before the online store's watermarks (oldest "
+            f"{min(marks):%Y-%m-%d %H:%M}); use --backfill START END to rewrite the past"
+        )
 
 
 def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+from feature_repo.bounds import check_through
 from feature_repo.feature_build import FeatureBuilder, FeatureBuildSummary
+from feature_repo.leftovers import sweep_temp_files
 from feature_repo.raw_layer import IngestSummary, RawLayer
 from feature_repo.settings import Settings
 from feature_repo.store import dataset_module
@@ -38,6 +41,16 @@ def feature_builder(settings: Settings) -> FeatureBuilder:
     )
 
 
+def _last_event(events: dict[str, Any]) -> datetime | None:
+    """The newest ``knowable_at`` in the source, for the ingest bound."""
+    import pandas as pd
+
+    latest = [
+        pd.Timestamp(frame["knowable_at"].max()) for frame, _ in events.values() if len(frame)
+    ]
+    return max(latest).to_pydatetime() if latest else None
+
+
 def ingest(
     settings: Settings,
     through: date,
@@ -47,8 +60,10 @@ def ingest(
 ) -> IngestResult:
     """Publish everything knowable by the end of ``through``, then update the features."""
     started = time.perf_counter()
+    sweep_temp_files(settings.raw_dir, settings.features_dir)  # what a killed run left
     dataset = dataset_module(settings)
     tables = dataset.load_raw_tables(source_dir)
+    check_through(through, _last_event(tables.events))
     if scale > 1:
         tables = dataset.replicate(tables, scale)
     summary = raw_layer(settings).publish(tables.events, tables.static, through)
