@@ -42,3 +42,40 @@ def _emit_projected_names_from_python_odfvs() -> None:
         return output
 
     OnDemandFeatureView.transform_dict = transform_dict  # type: ignore[method-assign]
+
+
+def rebase_file_sources(store: Any, features_dir: str) -> None:
+    """Make every file source of ``store``'s registry point into ``features_dir``.
+
+    Feast's ``registry.db`` stores each source's absolute path as it was at
+    ``apply``, so a copied data dir read the original's feature files. The
+    registry is re-read whenever its file changes (``Registry._registry_store``),
+    so the rebase wraps that read, and fixes the proto already loaded. Nothing is
+    written: the registry file stays as it is, only this process reads it rebased.
+    """
+    registry = store.registry
+    backing = getattr(registry, "_registry_store", None)
+    if backing is None or getattr(backing, "_feastline_rebased", None) == features_dir:
+        return
+    read = backing.get_registry_proto
+
+    def get_registry_proto() -> Any:
+        proto = read()
+        _rebase_proto(proto, features_dir)
+        return proto
+
+    backing.get_registry_proto = get_registry_proto
+    backing._feastline_rebased = features_dir
+    cached = getattr(registry, "cached_registry_proto", None)
+    if cached is not None:
+        _rebase_proto(cached, features_dir)
+
+
+def _rebase_proto(proto: Any, features_dir: str) -> None:
+    prefix = features_dir.rstrip("/") + "/"
+    sources = [view.spec.batch_source for view in proto.feature_views]
+    sources += list(proto.data_sources)
+    for source in sources:
+        uri = source.file_options.uri
+        if uri and not uri.startswith(prefix) and "/features/" in uri:
+            source.file_options.uri = prefix + uri.rpartition("/features/")[2]

@@ -75,12 +75,16 @@ def open_store(settings: Settings | None = None) -> FeatureStore:
     quiet_feast_warnings()
     apply_patches()
     settings = settings or Settings.from_env()
-    store = FeatureStore(config=repo_config(settings))
+    from feature_repo.relocation import check_registry, registry_is_corrupt
+
+    try:
+        store = FeatureStore(config=repo_config(settings))
+    except Exception:
+        registry_is_corrupt(settings)  # raises CorruptRegistry, naming the file, if it is
+        raise
     if settings.redis_url:
         _bound_redis_retries(store)
-    from feature_repo.relocation import check_registry
-
-    check_registry(store, settings)  # a corrupt one is named; a moved one re-pointed here
+    check_registry(store, settings)  # a corrupt one is named; a moved one read as ours
     return store
 
 

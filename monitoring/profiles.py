@@ -31,6 +31,7 @@ from whylogs.viz.drift.column_drift_algorithms import (
 )
 
 from feature_repo.atomic_io import write_with
+from feature_repo.checksums import ChecksumMismatch, seal, unseal
 
 ColumnKind = Literal["numeric", "categorical", "empty"]
 
@@ -249,7 +250,7 @@ class ProfileBuilder:
 
     def write(self, path: Path) -> Path:
         """Write what was added so far, atomically, without copying the sketches first."""
-        payload = to_bytes(self._current())
+        payload = seal(to_bytes(self._current()))
         write_with(Path(path), lambda tmp: tmp.write_bytes(payload))
         return Path(path)
 
@@ -336,7 +337,7 @@ def to_bytes(profile: Profile) -> bytes:
 
 def write_profile(profile: Profile, path: Path) -> Path:
     """Write a whylogs ``.bin`` atomically: readers see the old file or the new one."""
-    payload = to_bytes(profile)
+    payload = seal(to_bytes(profile))  # a sha256 trailer, checked by read_profile
     write_with(Path(path), lambda tmp: tmp.write_bytes(payload))
     return Path(path)
 
@@ -352,6 +353,10 @@ def read_profile(path: Path | str) -> Profile:
         raise ProfileError(path, f"cannot read the profile: {err.strerror or err}") from None
     if not payload:
         raise ProfileError(path, "profile file is empty")
+    try:
+        payload, _ = unseal(payload)
+    except ChecksumMismatch as err:
+        raise ProfileError(path, f"corrupt profile: {err}") from None
     try:
         view = DatasetProfileView.deserialize(payload)
     # whylogs raises a mix of its own, protobuf, IO and index errors on garbage.

@@ -120,17 +120,18 @@ def test_champion_tag_rereads_the_registry_only_when_a_model_file_changes(
         (versions / version / "model.yaml").write_text(f"{labels[version]}\n")
     reads = []
 
-    class Store:
-        def list(self, name: str) -> list[SimpleNamespace]:
-            reads.append(name)
-            return [
-                SimpleNamespace(
-                    tag=f"{name}:{v}", info=SimpleNamespace(labels=labels[v], creation_time=v)
-                )
-                for v in sorted(labels)
-            ]
+    def scan(_settings: Settings) -> SimpleNamespace:
+        name = champion.MODEL_NAME
+        reads.append(name)
+        models = [
+            SimpleNamespace(
+                tag=f"{name}:{v}", info=SimpleNamespace(labels=labels[v], creation_time=v)
+            )
+            for v in sorted(labels)
+        ]
+        return SimpleNamespace(models=models, broken=[])
 
-    monkeypatch.setattr(champion, "open_model_store", lambda _: Store())
+    monkeypatch.setattr(champion, "scan_models", scan)
     monkeypatch.setattr(champion, "_champion_cache", {})
     assert champion.champion_tag(settings) == "flight_delay:v1"
     assert champion.champion_tag(settings) == "flight_delay:v1"
