@@ -175,7 +175,7 @@ def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
         problems = model_problems(record.path, meta, settings.data_dir)
         table.add_row(
             record.tag,
-            f"{record.stage or '?'} [red](broken)[/red]" if problems else record.stage or "?",
+            "[red]broken[/red]" if problems else record.stage or "?",
             f"{roc_auc:.4f}" if isinstance(roc_auc, float) else "-",
             f"{valid.get('start', '?')}..{valid.get('end', '?')}",
         )
@@ -184,9 +184,9 @@ def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
     console.print(table)
     for record in records:
         for problem in model_problems(record.path, record.metadata, settings.data_dir):
-            console.print(f"[red]{record.tag}[/red]: {problem}")
+            console.print(f"[red]{record.tag}[/red] ({record.stage}, broken): {problem}")
     for entry in broken:
-        console.print(f"[red]{entry.tag}[/red]: {entry.reason}")
+        console.print(f"[red]{entry.tag}[/red] (broken): {entry.reason}")
     return 0
 
 

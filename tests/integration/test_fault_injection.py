@@ -1,0 +1,507 @@
+"""Fault injection through the real CLIs and the real service (issue 17).
+
+Each case breaks something on disk or sends something hostile, then checks
+that the system names the problem in one line, keeps serving what it can, and
+that nothing already stored changed (sha256 before and after) unless changing
+it was the command's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from feature_repo.settings import Settings
+from tests.conftest import tree_checksums
+from tests.integration.conftest import MAIN_REDIS, free_port
+from tests.integration.serving_support import RunningService, running_service
+from tests.integration.test_serving import _flights, _promote, _train
+
+NOW = datetime(2013, 2, 20, tzinfo=UTC)
+API_KEY = "fault-key-7c1d"
+HEADERS = {"X-API-Key": API_KEY}
+BROKEN_VERSION = "zzbrokenentry0000"  # sorts last, as a newer candidate would
+
+
+@dataclass
+class World:
+    settings: Settings
+    champion: str
+
+    @property
+    def models(self) -> Path:
+        return self.settings.bentoml_home / "models" / "flight_delay"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FEASTLINE_DATA_DIR=str(self.settings.data_dir),
+            BENTOML_HOME=str(self.settings.bentoml_home),
+            REDIS_URL=self.settings.redis_url or "",
+            FEASTLINE_NOW=NOW.isoformat(),
+            PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        )
+        env.pop("FEASTLINE_API_KEY", None)
+        env.update(extra)
+        return env
+
+
+def cli(world: World, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+    """``python -m <args>``; a run that outlives ``timeout`` is killed with its group."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        env=world.env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        pytest.fail(f"`{' '.join(args)}` still running after {timeout}s: {out[-500:]} {err[-500:]}")
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def registry_sums(world: World) -> dict[str, str]:
+    """sha256 of the registry's files (not the service's metrics scratch, nor the lock)."""
+    sums = tree_checksums(world.settings.bentoml_home)
+    return {
+        path: digest
+        for path, digest in sums.items()
+        if "prometheus_multiproc_dir" not in path and not path.endswith(".registry.lock")
+    }
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return " ".join(result.stderr.split())
+
+
+@pytest.fixture(scope="module")
+def world(pipeline) -> Iterator[World]:
+    """The session's data on Redis db 7, materialized through NOW, with a champion."""
+    from datetime import date
+
+    from feature_repo.materialize import Materializer
+    from feature_repo.store import open_store
+    from serving.champion import NoChampion, champion_tag
+
+    url = MAIN_REDIS.format(db=7)
+    redis.Redis.from_url(url).flushdb()
+    settings = Settings(data_dir=pipeline.settings.data_dir, redis_url=url)
+    store = open_store(settings)
+    Materializer(settings, store=store).state.reset()
+    Materializer(settings, store=store).run(now=NOW)
+    try:
+        tag = champion_tag(settings)
+    except NoChampion:
+        tag = _train(settings, store, seed=11, train_end=date(2013, 2, 7))
+        _promote(settings, tag)
+    yield World(settings, tag)
+    redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture(scope="module")
+def broken_entry(world) -> Iterator[Path]:
+    """A copy of the champion's entry with an unreadable model.yaml, as a newer candidate."""
+    source = world.models / world.champion.split(":", 1)[1]
+    broken = world.models / BROKEN_VERSION
+    shutil.copytree(source, broken)
+    (broken / "model.yaml").write_text("name: flight_delay\nversion: [unclosed\n  labels: {\n")
+    yield broken
+    shutil.rmtree(broken, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def service(world, broken_entry, tmp_path_factory) -> Iterator[RunningService]:
+    """The real service, started while the registry holds the broken entry."""
+    log = tmp_path_factory.mktemp("fault-service") / "service.log"
+    env = {
+        "FEASTLINE_NOW": NOW.isoformat(),
+        "FEASTLINE_API_KEY": API_KEY,
+        "FEASTLINE_BODY_TIMEOUT_SECONDS": "1",
+        "FEASTLINE_MAX_BODY_BYTES": str(256 * 1024),
+        "FEASTLINE_RELOAD_CHECK_SECONDS": "0",
+    }
+    with running_service(world.settings, free_port(), log, extra_env=env) as running:
+        yield running
+
+
+def _post(url: str, content: bytes | str, content_type: str | None, **headers: str):
+    sent = {**HEADERS, **headers}
+    if content_type is not None:
+        sent["content-type"] = content_type
+    return httpx.post(url, content=content, headers=sent, timeout=30)
+
+
+def _flight(world: World) -> dict:
+    return _flights(world.settings, 1, seed=5)[0]
+
+
+# -- Severe 1: one unreadable model entry ------------------------------------------------------
+@pytest.mark.integration
+def test_an_unreadable_model_entry_is_skipped_by_every_reader(
+    world, broken_entry, service, tmp_path
+) -> None:
+    before = registry_sums(world)
+
+    listed = cli(world, "training", "models", "list")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    text = " ".join(listed.stdout.split())
+    assert world.champion in text and "champion" in text
+    assert f"flight_delay:{BROKEN_VERSION}" in text and "broken" in text
+    assert "model.yaml is unreadable" in text
+
+    shown = cli(world, "training", "models", "show", world.champion)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    refused = cli(world, "training", "models", "promote", BROKEN_VERSION)
+    assert refused.returncode == 1 and "unreadable" in one_line_error(refused)
+
+    reference = json.loads(shown.stdout)["metadata"]["reference_profile"]
+    compared = cli(
+        world,
+        "monitoring",
+        "compare",
+        "--target",
+        str(world.settings.data_dir / reference),
+        "--out",
+        str(tmp_path / "drift"),
+        "--no-html",
+    )
+    assert compared.returncode == 0, compared.stdout[-2000:] + compared.stderr[-2000:]
+    assert "no champion" not in compared.stdout + compared.stderr
+
+    # The service started with the broken entry in the registry, serves and reloads.
+    flight = _flight(world)
+    served = httpx.post(
+        f"{service.url}/predict", json={"flights": [flight]}, headers=HEADERS, timeout=30
+    )
+    assert served.status_code == 200, served.text
+    assert served.json()["model"]["tag"] == world.champion
+    reloaded = httpx.post(f"{service.url}/reload", json={}, headers=HEADERS, timeout=30)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["current"] == world.champion
+    assert "skipping unreadable model" in service.log()
+
+    assert registry_sums(world) == before
+
+
+# -- Finding 4: the champion's artifact is gone -------------------------------------------------
+@pytest.mark.integration
+def test_a_champion_without_its_file_is_a_clear_start_up_error(world) -> None:
+    artifact = world.models / world.champion.split(":", 1)[1] / "saved_model.pkl"
+    aside = artifact.with_name("saved_model.pkl.aside")
+    artifact.rename(aside)
+    try:
+        before = registry_sums(world)
+        began = time.monotonic()
+        started = cli(world, "serving", "serve", "--port", str(free_port()), timeout=120)
+        assert started.returncode == 3
+        message = one_line_error(started)
+        assert world.champion in message and "saved_model.pkl is missing" in message
+        assert time.monotonic() - began < 90
+        listed = cli(world, "training", "models", "list")
+        assert listed.returncode == 0
+        text = " ".join(listed.stdout.split())
+        assert f"{world.champion} (champion, broken): " in text
+        assert "saved_model.pkl is missing" in text
+        assert registry_sums(world) == before
+    finally:
+        aside.rename(artifact)
+
+
+# -- Finding 6: a model entry without its reference profile -------------------------------------
+@pytest.mark.integration
+def test_a_model_without_its_reference_profile_is_marked_and_never_promoted(world) -> None:
+    from training.registry import get_model, load_pipeline, save_model
+
+    champion = get_model(world.settings, world.champion)
+    # What a train killed between saving and profiling left, before the fix.
+    metadata = {**champion.metadata, "reference_profile": ""}
+    half = save_model(world.settings, load_pipeline(world.settings, world.champion), metadata)
+    try:
+        before = registry_sums(world)
+        listed = cli(world, "training", "models", "list")
+        text = " ".join(listed.stdout.split())
+        assert f"{half.tag} (candidate, broken): no reference profile is attached" in text
+        for force in ((), ("--force", "--reason", "fault injection")):
+            refused = cli(world, "training", "models", "promote", half.tag, *force)
+            assert refused.returncode == 1
+            assert "incomplete" in one_line_error(refused)
+        assert registry_sums(world) == before
+    finally:
+        shutil.rmtree(half.path, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_train_attaches_the_reference_profile_before_the_model_appears(world) -> None:
+    """The champion was saved by ``train``: its entry names a profile that exists,
+    relative to the data dir so that a copied data dir reads its own."""
+    from training.registry import get_model
+
+    record = get_model(world.settings, world.champion)
+    reference = record.metadata["reference_profile"]
+    assert reference and not Path(reference).is_absolute()
+    assert (world.settings.data_dir / reference).is_file()
+
+
+# -- Findings 13 and 14: the HTTP contract --------------------------------------------------------
+MEDIA_TYPES = [
+    "text/plain",
+    "multipart/form-data; boundary=zz",
+    "multipart/form-data",
+    "application/x-www-form-urlencoded",
+    "application/vnd.bentoml+pickle",
+    "application/xml",
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("media", MEDIA_TYPES)
+def test_any_body_that_is_not_json_gets_415(world, service, media) -> None:
+    flight = _flight(world)
+    body = json.dumps({"flights": [flight]})
+    if media.startswith("multipart"):
+        body = "--zz\r\nnonsense\r\n"
+    response = _post(f"{service.url}/predict", body, media)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["error"]
+
+
+@pytest.mark.integration
+def test_unknown_fields_anywhere_get_400(world, service) -> None:
+    flight = _flight(world)
+    cases = {
+        "/predict": [
+            {"flights": [flight], "debug": True},
+            {"flights": [dict(flight, gate="B2")]},
+        ],
+        "/reload": [{"force": True}],
+        "/model": [{"verbose": 1}],
+    }
+    for route, bodies in cases.items():
+        for body in bodies:
+            response = _post(f"{service.url}{route}", json.dumps(body), "application/json")
+            assert response.status_code == 400, (route, body, response.text)
+            assert "extra" in response.text.lower() or "not permitted" in response.text
+
+
+@pytest.mark.integration
+def test_sched_dep_is_an_iso_instant_scored_in_the_origin_time_zone(world, service) -> None:
+    flight = _flight(world)
+    instant = datetime.fromisoformat(flight["sched_dep"])
+    writings = [
+        instant.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        instant.isoformat(),
+        instant.astimezone(datetime.fromisoformat("2013-01-01T00:00:00+09:00").tzinfo).isoformat(),
+    ]
+    probabilities = set()
+    for written in writings:
+        response = httpx.post(
+            f"{service.url}/predict",
+            json={"flights": [dict(flight, sched_dep=written)]},
+            headers=HEADERS,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        probabilities.add(response.json()["predictions"][0]["late_probability"])
+    assert len(probabilities) == 1, (writings, probabilities)
+    for bad in (
+        int(instant.timestamp()),
+        instant.replace(tzinfo=None).isoformat(),
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T00:00:00-04:00",
+        instant.date().isoformat(),
+    ):
+        response = httpx.post(
+            f"{service.url}/predict",
+            json={"flights": [dict(flight, sched_dep=bad)]},
+            headers=HEADERS,
+            timeout=30,
+        )
+        assert response.status_code == 400, (bad, response.text)
+        assert "sched_dep" in response.text
+
+
+@pytest.mark.integration
+def test_an_oversized_body_is_refused_before_it_is_read(world, service) -> None:
+    big = b'{"flights": [' + b'{"origin": "EWR"},' * 3_000_000 + b"{}]}"  # ~54 MB
+    began = time.monotonic()
+    try:
+        response = _post(f"{service.url}/predict", big, "application/json")
+        status = response.status_code
+    except httpx.HTTPError:  # the server may close while the client still sends
+        status = 413
+    assert status == 413
+    assert time.monotonic() - began < 5
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"flights": ['
+        for _ in range(1000):
+            yield b'{"origin": "EWR", "dest": "IAH", "carrier": "UA", "distance": 1},' * 10
+
+    try:
+        chunked = httpx.post(
+            f"{service.url}/predict",
+            content=chunks(),
+            headers={**HEADERS, "content-type": "application/json"},
+            timeout=30,
+        )
+        assert chunked.status_code == 413, chunked.text
+    except httpx.HTTPError:
+        pass  # closed mid-upload after the 413: also a refusal
+    small = json.dumps({"flights": [_flight(world)]})
+    assert _post(f"{service.url}/predict", small, "application/json").status_code == 200
+
+
+@pytest.mark.integration
+def test_a_body_that_stops_arriving_is_dropped(service) -> None:
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            + f"x-api-key: {API_KEY}\r\n".encode()
+            + b"content-length: 500\r\n\r\n"
+            + b'{"flights": ['
+        )
+        began = time.monotonic()
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.integration
+def test_client_errors_are_logged_once_at_info_on_one_line(service) -> None:
+    marker = "never-an-airport-xyz"
+    response = _post(
+        f"{service.url}/predict", json.dumps({"flights": [{"origin": marker}]}), "application/json"
+    )
+    assert response.status_code == 400
+    deadline = time.monotonic() + 5
+    while marker not in service.log() and "client error 400" not in service.log():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    log = service.log()
+    lines = [line for line in log.splitlines() if "client error 400" in line]
+    assert lines, log[-2000:]
+    assert all('"level": "info"' in line for line in lines), lines
+    assert "Traceback" not in log
+    assert "Exception on /predict" not in log
+
+
+@pytest.mark.integration
+def test_the_openapi_schema_documents_the_error_responses(service) -> None:
+    spec = httpx.get(f"{service.url}/docs.json", headers=HEADERS, timeout=10).json()
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    assert {"400", "401", "413", "415", "503"} <= set(responses)
+    assert "application/json" in responses["415"]["content"]
+
+
+@pytest.mark.integration
+def test_an_empty_api_key_is_a_start_up_error(world, tmp_path) -> None:
+    from serving import process as service_process
+
+    refused = cli(world, "serving", "serve", "--port", str(free_port()), FEASTLINE_API_KEY="")
+    assert refused.returncode == 1
+    assert "FEASTLINE_API_KEY is set but empty" in one_line_error(refused)
+    # `bentoml serve` itself exits too, rather than serving without authentication.
+    log_path = tmp_path / "empty-key.log"
+    child = service_process.start(
+        world.settings, free_port(), log_path, workers=1, extra_env={"FEASTLINE_API_KEY": ""}
+    )
+    try:
+        child.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        service_process.stop(child)
+        pytest.fail("bentoml serve kept running with an empty API key")
+    assert child.returncode != 0
+    assert "FEASTLINE_API_KEY is set but empty" in log_path.read_text()
+
+
+# -- Finding 5: workers die with their parent -------------------------------------------------
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    frontier.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.integration
+def test_sigkill_of_the_serve_command_takes_its_workers_down(world, tmp_path) -> None:
+    from serving import process as service_process
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "serving", "serve", "--port", str(port), "--workers", "1"],
+            env=world.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    family: set[int] = set()
+    try:
+        service_process.wait_ready(url, child, 180, log_path)
+        family = _descendants(child.pid)
+        assert len(family) >= 2, family  # bentoml serve and at least one worker
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in family) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        survivors = [p for p in family if _alive(p)]
+        assert not survivors, f"orphaned after SIGKILL: {survivors}"
+        assert _port_free(port)  # a restart binds it again, as uvicorn does
+    finally:
+        for pid in family | _descendants(child.pid) | {child.pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
