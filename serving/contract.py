@@ -216,7 +216,15 @@ ERROR_RESPONSES = {
 
 
 def document_errors(spec: dict[str, Any], routes: list[str]) -> dict[str, Any]:
-    """Add the error responses above to each API route of an OpenAPI ``spec``."""
+    """Add the error responses above to each API route of an OpenAPI ``spec``.
+
+    Also writes pydantic's JSON Schema bounds the OpenAPI 3.0 way: BentoML
+    declares ``openapi: 3.0.x`` but passes ``exclusiveMinimum: 0`` through, a
+    number where 3.0 wants ``minimum: 0, exclusiveMinimum: true``; tools that
+    read the document (schemathesis among them) reject the number.
+    """
+    if str(spec.get("openapi", "")).startswith("3.0"):
+        _openapi30_bounds(spec)
     for route in routes:
         for operation in spec.get("paths", {}).get(route, {}).values():
             if not isinstance(operation, dict):
@@ -228,3 +236,16 @@ def document_errors(spec: dict[str, Any], routes: list[str]) -> dict[str, Any]:
                     "content": {JSON: {"schema": ERROR_SCHEMA}},
                 }
     return spec
+
+
+def _openapi30_bounds(node: Any) -> None:
+    if isinstance(node, dict):
+        for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            value = node.get(bound)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                node[plain], node[bound] = value, True
+        for child in node.values():
+            _openapi30_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _openapi30_bounds(child)
