@@ -101,13 +101,16 @@ def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     from feature_repo.materialize import Materializer, RunSkipped
 
     materializer = Materializer(settings)
+    # A refused window is bad input, not a run: it is checked before the run starts.
+    if args.backfill:
+        start, end = _instant(args.backfill[0]), _instant(args.backfill[1])
+        check_window(start, end, "--backfill START END")
+    else:
+        _refuse_now_below_watermarks(materializer, args.now)
     try:
         if args.backfill:
-            start, end = _instant(args.backfill[0]), _instant(args.backfill[1])
-            check_window(start, end, "--backfill START END")
             result = materializer.backfill(start, end, args.wait)
         else:
-            _refuse_now_below_watermarks(materializer, args.now)
             result = materializer.run(now=args.now, wait_seconds=args.wait)
     except RunSkipped as err:
         console.print(f"materialize: {err}")
@@ -140,6 +143,9 @@ def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     if args.replay:
         if not (args.start and args.end):
             raise ValueError("--replay needs --start and --end")
+        from feature_repo.bounds import check_window
+
+        check_window(args.start, args.end, "--replay --start/--end")
         results = replay(settings, args.start, args.end, args.tick, on_run=_print_run)
         total = sum(r.rows for r in results)
         console.print(

@@ -60,6 +60,7 @@ def ingest(
 ) -> IngestResult:
     """Publish everything knowable by the end of ``through``, then update the features."""
     started = time.perf_counter()
+    check_through(through, None)  # the wall clock first: it needs no source read
     sweep_temp_files(settings.raw_dir, settings.features_dir)  # what a killed run left
     dataset = dataset_module(settings)
     tables = dataset.load_raw_tables(source_dir)

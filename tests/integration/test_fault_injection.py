@@ -604,3 +604,173 @@ def test_schema_driven_fuzzing_never_gets_a_5xx(service) -> None:
     assert 200 in statuses
     assert {400, 415} <= set(statuses)
     assert "Traceback" not in service.log()
+
+
+# -- The data dir: relocation, integrity, bounds, hygiene (through the real CLIs) ---------------
+@pytest.fixture()
+def data_copy(world, tmp_path) -> World:
+    """A private copy of the session's data dir, on the embedded online store."""
+    copy = tmp_path / "copy"
+    shutil.copytree(world.settings.data_dir, copy, ignore=shutil.ignore_patterns("*.lock"))
+    return World(Settings(data_dir=copy, redis_url=world.settings.redis_url), world.champion)
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.integration
+def test_a_copied_data_dir_never_reads_the_original(world, data_copy) -> None:
+    """Severe 2: Feast's registry holds the original's absolute paths; the copy must
+    read its own feature files, even with a broken file in the original."""
+    original = world.settings.features_dir / "weather_hourly" / "date=2013-02-11" / "part-0.parquet"
+    saved = original.read_bytes()
+    copy_features = tree_checksums(data_copy.settings.features_dir)
+    out = data_copy.settings.datasets_dir / "relocated.parquet"
+    try:
+        original.write_bytes(saved[:100])  # truncated: unreadable if anyone reads it
+        built = cli(
+            data_copy,
+            "training",
+            "build-dataset",
+            "--start",
+            "2013-02-11",
+            "--end",
+            "2013-02-11",
+            "--out",
+            str(out),
+        )
+    finally:
+        original.write_bytes(saved)
+    assert built.returncode == 0, built.stdout[-1500:] + built.stderr[-1500:]
+    assert out.is_file()
+    assert tree_checksums(data_copy.settings.features_dir) == copy_features
+
+
+@pytest.mark.integration
+def test_a_corrupt_feast_registry_is_named_and_apply_rebuilds_it(data_copy) -> None:
+    registry = data_copy.settings.feast_dir / "registry.db"
+    registry.write_bytes(registry.read_bytes()[: registry.stat().st_size // 2])
+    features = tree_checksums(data_copy.settings.features_dir)
+    window = ("--start", "2013-02-10", "--end", "2013-02-10")
+    out = ("--out", str(data_copy.settings.datasets_dir / "never-built.parquet"))
+    failed = cli(data_copy, "training", "build-dataset", *window, *out)
+    assert failed.returncode == 1
+    message = one_line_error(failed)
+    assert str(registry) in message and "python -m feature_repo apply" in message
+    applied = cli(data_copy, "feature_repo", "apply")
+    assert applied.returncode == 0, applied.stderr[-1500:]
+    assert list(data_copy.settings.feast_dir.glob("registry.db.corrupt-*"))  # kept, not deleted
+    from feature_repo.store import open_store
+
+    names = {v.name for v in open_store(data_copy.settings).list_feature_views()}
+    assert "weather_hourly" in names
+    assert tree_checksums(data_copy.settings.features_dir) == features
+
+
+@pytest.mark.integration
+def test_ingest_refuses_a_through_day_past_the_source_or_the_clock(data_copy) -> None:
+    raw = tree_checksums(data_copy.settings.raw_dir, data_copy.settings.features_dir)
+    for through, reason in (("2099-12-31", "in the future"), ("2014-01-05", "last event")):
+        refused = cli(data_copy, "feature_repo", "ingest", "--through", through)
+        assert refused.returncode == 1, refused.stdout[-800:]
+        assert reason in one_line_error(refused)
+    assert tree_checksums(data_copy.settings.raw_dir, data_copy.settings.features_dir) == raw
+
+
+@pytest.mark.integration
+def test_reversed_and_backwards_windows_are_refused(data_copy) -> None:
+    stored = tree_checksums(data_copy.settings.data_dir)
+    cases = [
+        (("materialize", "--backfill", "2013-02-03", "2013-02-01"), "reversed"),
+        (("materialize", "--now", "2013-01-01"), "before the online store's watermarks"),
+        (
+            ("schedule", "--replay", "--start", "2013-02-05", "--end", "2013-02-01"),
+            "reversed",
+        ),
+    ]
+    for args, reason in cases:
+        refused = cli(data_copy, "feature_repo", *args)  # the world's Redis, watermarks at NOW
+        assert refused.returncode == 1, (args, refused.stdout[-800:], refused.stderr[-800:])
+        assert reason in one_line_error(refused)
+    assert tree_checksums(data_copy.settings.data_dir) == stored
+
+
+@pytest.mark.integration
+def test_status_says_the_last_run_failed(data_copy) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    failed = cli(data_copy, "feature_repo", "materialize", "--now", "2013-02-25", REDIS_URL=dead)
+    assert failed.returncode == 69
+    status = cli(data_copy, "feature_repo", "status", "--json", REDIS_URL=dead)
+    assert status.returncode == 0
+    last = json.loads(status.stdout)["last_run"]
+    assert last["status"] == "failed" and "Redis" in last["error"]
+
+
+@pytest.mark.integration
+def test_temp_files_left_by_a_killed_run_are_removed_by_the_next(data_copy) -> None:
+    leftovers = [
+        data_copy.settings.raw_dir / "departures" / "date=2013-02-10" / ".part-0.parquet.x1.tmp",
+        data_copy.settings.features_dir / "weather_hourly" / ".part-0.parquet.x2.tmp",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a parquet file")
+
+    def data_files() -> dict[str, str]:
+        # Raw days already published stay as they are; ingest's job is to extend the
+        # feature tables (it recomputes the newest day) and to re-record its watermark.
+        sums = tree_checksums(data_copy.settings.raw_dir)
+        return {k: v for k, v in sums.items() if ".tmp" not in k and "_watermark" not in k}
+
+    kept = data_files()
+    ran = cli(data_copy, "feature_repo", "ingest", "--through", "2013-02-28", REDIS_URL="")
+    assert ran.returncode == 0, ran.stderr[-1500:]
+    assert not any(path.exists() for path in leftovers)
+    assert data_files() == kept
+
+
+@pytest.mark.integration
+def test_os_errors_are_one_line_naming_the_path(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raw").write_text("a file where a folder should be")
+    world = World(Settings(data_dir=data), "")
+    failed = cli(world, "feature_repo", "ingest", "--through", "2013-01-02", REDIS_URL="")
+    assert failed.returncode == 74, failed.stderr[-2000:]
+    message = one_line_error(failed)
+    assert str(data / "raw") in message
+    assert len(failed.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.integration
+def test_a_profile_with_zeroed_bytes_is_detected(world, tmp_path) -> None:
+    """Finding 7: whylogs parsed a profile with 200 zeroed bytes and drift moved."""
+    from monitoring.registry import champion
+
+    reference = champion(world.settings).reference_profile
+    assert reference is not None and reference.is_file()
+    damaged = tmp_path / "damaged.bin"
+    payload = bytearray(reference.read_bytes())
+    middle = len(payload) // 2
+    payload[middle : middle + 200] = bytes(200)
+    damaged.write_bytes(bytes(payload))
+    before = _sha(reference)
+    compared = cli(
+        world,
+        "monitoring",
+        "compare",
+        "--reference",
+        str(damaged),
+        "--target",
+        str(reference),
+        "--out",
+        str(tmp_path / "drift"),
+        "--no-html",
+    )
+    assert compared.returncode == 2, compared.stdout[-1500:] + compared.stderr[-1500:]
+    message = " ".join((compared.stdout + compared.stderr).split())
+    assert str(damaged) in message and "corrupt" in message
+    assert _sha(reference) == before
