@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from feature_repo.settings import Settings
 from feature_repo.store import quiet_feast_warnings
+from serving import header_timeout
 from serving.api_key import ApiKeyMiddleware
 from serving.contract import ContractMiddleware, EmptyBody
 from serving.serving_logs import configure_service_logging
@@ -38,6 +39,7 @@ PROFILING = os.environ.get("FEASTLINE_PROFILING", "on").lower() not in ("0", "of
 # A body above this is refused before it is parsed (1,000 flights take about 250 kB).
 MAX_BODY_BYTES = int(os.environ.get("FEASTLINE_MAX_BODY_BYTES", str(1 << 20)))
 BODY_TIMEOUT_SECONDS = float(os.environ.get("FEASTLINE_BODY_TIMEOUT_SECONDS", "10"))
+HEADER_TIMEOUT_SECONDS = float(os.environ.get("FEASTLINE_HEADER_TIMEOUT_SECONDS", "10"))
 API_KEY = os.environ.get("FEASTLINE_API_KEY")
 if API_KEY is not None and not API_KEY.strip():
     # Set but empty would silently turn authentication off; unset means "no key wanted".
@@ -111,6 +113,7 @@ class FlightDelayService:
         from serving.process import die_with_parent
 
         die_with_parent()  # this worker must not outlive the server, even a SIGKILLed one
+        header_timeout.install(HEADER_TIMEOUT_SECONDS)
         configure_service_logging()
         started = time.perf_counter()
         self.predictor = Predictor(SETTINGS)

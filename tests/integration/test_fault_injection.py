@@ -119,30 +119,42 @@ def world(pipeline) -> Iterator[World]:
     redis.Redis.from_url(url).flushdb()
 
 
-@pytest.fixture(scope="module")
-def broken_entry(world) -> Iterator[Path]:
+def make_unreadable_entry(world: World) -> Path:
     """A copy of the champion's entry with an unreadable model.yaml, as a newer candidate."""
     source = world.models / world.champion.split(":", 1)[1]
     broken = world.models / BROKEN_VERSION
     shutil.copytree(source, broken)
     (broken / "model.yaml").write_text("name: flight_delay\nversion: [unclosed\n  labels: {\n")
+    return broken
+
+
+@pytest.fixture()
+def broken_entry(world) -> Iterator[Path]:
+    broken = make_unreadable_entry(world)
     yield broken
     shutil.rmtree(broken, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def service(world, broken_entry, tmp_path_factory) -> Iterator[RunningService]:
-    """The real service, started while the registry holds the broken entry."""
+def service(world, tmp_path_factory) -> Iterator[RunningService]:
+    """The real service, started while the registry holds an unreadable entry."""
     log = tmp_path_factory.mktemp("fault-service") / "service.log"
     env = {
         "FEASTLINE_NOW": NOW.isoformat(),
         "FEASTLINE_API_KEY": API_KEY,
         "FEASTLINE_BODY_TIMEOUT_SECONDS": "1",
+        "FEASTLINE_HEADER_TIMEOUT_SECONDS": "1",
         "FEASTLINE_MAX_BODY_BYTES": str(256 * 1024),
         "FEASTLINE_RELOAD_CHECK_SECONDS": "0",
     }
-    with running_service(world.settings, free_port(), log, extra_env=env) as running:
-        yield running
+    broken = make_unreadable_entry(world)
+    try:
+        with running_service(world.settings, free_port(), log, extra_env=env) as running:
+            # Started with it; removed now so that the other cases meet a clean registry.
+            shutil.rmtree(broken)
+            yield running
+    finally:
+        shutil.rmtree(broken, ignore_errors=True)
 
 
 def _post(url: str, content: bytes | str, content_type: str | None, **headers: str):
@@ -382,6 +394,17 @@ def test_a_body_that_stops_arriving_is_dropped(service) -> None:
             + b"content-length: 500\r\n\r\n"
             + b'{"flights": ['
         )
+        began = time.monotonic()
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.integration
+def test_headers_that_never_finish_are_dropped(service) -> None:
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-ty")  # and nothing more
         began = time.monotonic()
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
