@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -20,8 +21,12 @@ from feature_repo.online import OnlineFeatureReader
 from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
 from serving.champion import Champion, champion_tag, load_champion
+from serving.deadline import Deadline
 
 log = logging.getLogger(__name__)
+
+# The socket timeout is 2 s per command; a whole read gets about as long.
+READ_DEADLINE_SECONDS = float(os.environ.get("FEASTLINE_ONLINE_READ_DEADLINE_SECONDS", "2.5"))
 
 IMPUTATION = (
     "missing and stale features are passed to the model as missing (NaN); the "
@@ -71,6 +76,8 @@ class Predictor:
         self.clock = Clock(settings)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Redis answers over the network: one deadline for the whole read (serving/deadline.py).
+        self._deadline = Deadline(READ_DEADLINE_SECONDS) if settings.redis_url else None
         self._install(champion or load_champion(settings))
 
     def _install(self, champion: Champion) -> None:
@@ -121,6 +128,8 @@ class Predictor:
 
     def close(self) -> None:
         self._stop.set()
+        if self._deadline is not None:
+            self._deadline.close()
 
     def score(self, flights: Sequence[Any]) -> Scored:
         champion, reader = self._active
@@ -128,7 +137,12 @@ class Predictor:
         began = time.perf_counter()
         served_at = self.clock.now().instant
         try:
-            online = reader.read(rows, served_at.timestamp())
+            if self._deadline is not None:
+                online = self._deadline.run(lambda: reader.read(rows, served_at.timestamp()))
+            else:
+                online = reader.read(rows, served_at.timestamp())
+        except OnlineStoreUnavailable:
+            raise
         except Exception as err:
             if _is_store_outage(err):
                 raise OnlineStoreUnavailable(f"cannot reach the online store: {err}") from None

@@ -797,3 +797,30 @@ def test_a_profile_with_zeroed_bytes_is_detected(world, tmp_path) -> None:
     message = " ".join((compared.stdout + compared.stderr).split())
     assert str(damaged) in message and "corrupt" in message
     assert _sha(reference) == before
+
+
+@pytest.mark.integration
+def test_a_paused_redis_fails_a_read_within_its_deadline(world, own_redis) -> None:
+    """Finding 13: a Redis that accepts connections and never answers (SIGSTOP) held a
+    request for 38 s: a timeout per view and per retry. The read has one deadline."""
+    from feature_repo.flights.requests import FlightRequest
+    from feature_repo.run_lock import OnlineStoreUnavailable
+    from serving.predictor import READ_DEADLINE_SECONDS, Predictor
+
+    settings = Settings(data_dir=world.settings.data_dir, redis_url=own_redis.url)
+    predictor = Predictor(settings)
+    flight = FlightRequest(**_flight(world))
+    try:
+        assert len(predictor.score([flight]).probabilities) == 1  # answers while Redis does
+        assert own_redis.process is not None
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            with pytest.raises(OnlineStoreUnavailable, match="online store"):
+                predictor.score([flight])
+            assert time.monotonic() - began < READ_DEADLINE_SECONDS + 1.5
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+        assert len(predictor.score([flight]).probabilities) == 1  # and again once it is back
+    finally:
+        predictor.close()
