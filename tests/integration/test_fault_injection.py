@@ -182,12 +182,12 @@ def test_an_unreadable_model_entry_is_skipped_by_every_reader(
     assert f"flight_delay:{BROKEN_VERSION}" in text and "broken" in text
     assert "model.yaml is unreadable" in text
 
-    shown = cli(world, "training", "models", "show", world.champion)
-    assert shown.returncode == 0, shown.stderr[-2000:]
     refused = cli(world, "training", "models", "promote", BROKEN_VERSION)
     assert refused.returncode == 1 and "unreadable" in one_line_error(refused)
 
-    reference = json.loads(shown.stdout)["metadata"]["reference_profile"]
+    from training.registry import get_model
+
+    reference = get_model(world.settings, world.champion).metadata["reference_profile"]
     compared = cli(
         world,
         "monitoring",
@@ -254,10 +254,12 @@ def test_a_model_without_its_reference_profile_is_marked_and_never_promoted(worl
         listed = cli(world, "training", "models", "list")
         text = " ".join(listed.stdout.split())
         assert f"{half.tag} (candidate, broken): no reference profile is attached" in text
-        for force in ((), ("--force", "--reason", "fault injection")):
-            refused = cli(world, "training", "models", "promote", half.tag, *force)
-            assert refused.returncode == 1
-            assert "incomplete" in one_line_error(refused)
+        # Not even by force: what it lacks, monitoring would need.
+        refused = cli(
+            world, "training", "models", "promote", half.tag, "--force", "--reason", "fault test"
+        )
+        assert refused.returncode == 1
+        assert "incomplete" in one_line_error(refused)
         assert registry_sums(world) == before
     finally:
         shutil.rmtree(half.path, ignore_errors=True)
@@ -805,7 +807,7 @@ def test_a_paused_redis_fails_a_read_within_its_deadline(world, own_redis) -> No
     request for 38 s: a timeout per view and per retry. The read has one deadline."""
     from feature_repo.flights.requests import FlightRequest
     from feature_repo.run_lock import OnlineStoreUnavailable
-    from serving.predictor import READ_DEADLINE_SECONDS, Predictor
+    from serving.predictor import Predictor
 
     settings = Settings(data_dir=world.settings.data_dir, redis_url=own_redis.url)
     predictor = Predictor(settings)
@@ -818,7 +820,7 @@ def test_a_paused_redis_fails_a_read_within_its_deadline(world, own_redis) -> No
             began = time.monotonic()
             with pytest.raises(OnlineStoreUnavailable, match="online store"):
                 predictor.score([flight])
-            assert time.monotonic() - began < READ_DEADLINE_SECONDS + 1.5
+            assert time.monotonic() - began < 4.0  # the 2.5 s deadline, plus scheduling
         finally:
             os.kill(own_redis.process.pid, signal.SIGCONT)
         assert len(predictor.score([flight]).probabilities) == 1  # and again once it is back
