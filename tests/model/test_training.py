@@ -94,8 +94,10 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert meta["slices"]["carrier"]["AA"]["rows"] > 0
     assert meta["threshold"] == trained.threshold
     assert meta["git_commit"]
-    # train attaches the whylogs reference profile through the registry's hook
-    assert meta["reference_profile"] and Path(meta["reference_profile"]).is_file()
+    # train writes the whylogs reference profile first; the entry names it relative to
+    # the data dir, so that a copied data dir reads its own
+    reference = Path(meta["reference_profile"])
+    assert not reference.is_absolute() and (pipeline.settings.data_dir / reference).is_file()
 
     loaded = load_pipeline(pipeline.settings, record.tag)
     valid = trained.split.valid
