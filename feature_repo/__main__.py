@@ -105,8 +105,6 @@ def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     if args.backfill:
         start, end = _instant(args.backfill[0]), _instant(args.backfill[1])
         check_window(start, end, "--backfill START END")
-    else:
-        _refuse_now_below_watermarks(materializer, args.now)
     try:
         if args.backfill:
             result = materializer.backfill(start, end, args.wait)
@@ -121,20 +119,6 @@ def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
         raise
     _print_run(result)
     return 0
-
-
-def _refuse_now_below_watermarks(materializer, now) -> None:
-    """``--now`` before what is already online would be a silent no-op: say so instead."""
-    from feature_repo.bounds import WindowRefused
-
-    if now is None:
-        return
-    marks = [m for v in materializer.state.views() if (m := materializer.state.watermark(v))]
-    if marks and now < min(marks):
-        raise WindowRefused(
-            f"--now {now:%Y-%m-%d %H:%M} is before the online store's watermarks (oldest "
-            f"{min(marks):%Y-%m-%d %H:%M}); use --backfill START END to rewrite the past"
-        )
 
 
 def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
