@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from feature_repo.cli_support import iso_date, run_cli
+from feature_repo.cli_support import run_cli
 from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
 from feature_repo.validation import BatchRejected
@@ -20,7 +20,7 @@ console = Console()
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from feature_repo.pipeline import ingest
 
-    with console.status(f"ingesting through {args.through} ..."):
+    with console.status(f"ingesting through {_text(args.through)} ..."):
         result = ingest(
             settings,
             args.through,
@@ -31,14 +31,24 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     raw = result.raw
     new_rows = sum(raw.rows.values())
     if raw.nothing_new:
-        console.print(f"ingest: nothing new through {raw.through} (already published)")
+        console.print(f"ingest: nothing new through {_text(raw.through)} (already published)")
     feature_rows = sum(result.features.rows.values()) if result.features else 0
     console.print(
         f"ingest: published {new_rows:,} raw rows in {raw.days_written} day partitions "
-        f"through {raw.through}; {feature_rows:,} feature rows updated "
+        f"through {_text(raw.through)}; {feature_rows:,} feature rows updated "
         f"in {result.seconds:.1f}s"
     )
     return 0
+
+
+def _text(instant) -> str:
+    """A watermark for people: a date when it is a day's end, else the instant."""
+    from feature_repo.raw_layer import through_instant
+
+    instant = through_instant(instant)
+    if through_instant(instant.date()) == instant:
+        return f"{instant.date()} (end of day)"
+    return f"{instant:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _cmd_build_features(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,6 +81,18 @@ def _instant(text: str):
         raise argparse.ArgumentTypeError(
             f"expected an ISO date or datetime, got {text!r}"
         ) from None
+
+
+def _through(text: str):
+    """A date (through its end) or an ISO instant (naive: UTC)."""
+    from datetime import date
+
+    if "T" not in text and " " not in text.strip():
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    return _instant(text)
 
 
 def _duration(text: str):
@@ -219,9 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "ingest",
-        help="publish raw data knowable by the end of a day, then update the feature tables",
+        help="publish raw data knowable by an instant (or a day's end), then update the features",
     )
-    p.add_argument("--through", type=iso_date, required=True, help="last UTC day to publish")
+    p.add_argument(
+        "--through",
+        type=_through,
+        required=True,
+        help="a UTC day (publish through its end) or an ISO instant, e.g. 2013-03-11T12:15",
+    )
     p.add_argument(
         "--source-dir",
         type=Path,
