@@ -168,6 +168,8 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     now = Clock(settings).now()
     state = MaterializationState(settings)
     rows = status_rows(settings)
+    expired = [row["view"] for row in rows if row["expired"]]
+    failed = bool(args.check and (expired or not rows))
     if args.json:
         print(
             json.dumps(
@@ -177,38 +179,53 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                     "online_store": settings.online_store_kind,
                     "views": rows,
                     "last_run": state.last_run(),
+                    "expired": expired,
                 },
                 indent=2,
                 default=str,
             )
         )
-        return 0
+        return 1 if failed else 0
     table = Table(
         title=f"online store: {settings.online_store_kind}; now {now.instant:%Y-%m-%d %H:%M} "
         f"UTC ({now.source} clock)"
     )
     for column in (
         "feature view",
-        "watermark",
+        "materialized to",
+        "newest row",
+        "age",
+        "objective",
+        "TTL",
+        "SLO",
         "last run",
         "rows",
-        "newest event",
-        "freshness",
-        "next run",
     ):
         table.add_column(column)
     for row in rows:
-        freshness = row["freshness_seconds"]
         table.add_row(
             row["view"],
             _short(row["watermark"]),
+            _short(row["newest_event"]),
+            _age(row["age_seconds"]),
+            _objective(row),
+            _age(row["ttl_seconds"]) if row["ttl_seconds"] else "never",
+            "[red]EXPIRED[/red]"
+            if row["expired"]
+            else "[yellow]late[/yellow]"
+            if row["breaks_slo"]
+            else "ok",
             _short(row["last_run"]),
             f"{row['rows']:,}",
-            _short(row["newest_event"]),
-            "-" if freshness is None else _age(freshness),
-            _short(row["next_run"]),
         )
     Console(width=max(console.width, 132)).print(table)
+    if rows:
+        period = _age(rows[0]["schedule_period_seconds"])
+        console.print(
+            f"schedule period {period}; next run {_short(rows[0]['next_run'])}. "
+            "SLO: newest row within its refresh period plus one schedule period, "
+            "materialized within one schedule period"
+        )
     last = state.last_run()
     if last:
         console.print(
@@ -217,14 +234,31 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         )
     if not rows:
         console.print("nothing materialized yet: run `python -m feature_repo materialize`")
+    if failed:
+        console.print(
+            f"[red]check failed:[/red] {', '.join(expired)} older than the TTL"
+            if expired
+            else "[red]check failed:[/red] nothing materialized"
+        )
+        return 1
     return 0
+
+
+def _objective(row: dict) -> str:
+    if row["freshness"] == "static":
+        return "static"
+    if row["objective_seconds"]:
+        return f"age <= {_age(row['objective_seconds'])}"
+    return f"lag <= {_age(row['schedule_period_seconds'])}"
 
 
 def _short(value: str | None) -> str:
     return "-" if not value else value.replace("T", " ")[:16]
 
 
-def _age(seconds: float) -> str:
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 86400 * 2:
@@ -317,8 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick", type=_duration, default=_duration("1d"))
     p.set_defaults(func=_cmd_schedule)
 
-    p = sub.add_parser("status", help="freshness per feature view, last and next run")
+    p = sub.add_parser("status", help="freshness per feature view against its SLO and TTL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when any view is older than its TTL (or nothing is materialized)",
+    )
     p.set_defaults(func=_cmd_status)
     return parser
 

@@ -378,7 +378,8 @@ class Materializer:
                     (view.name, end, result.newest_event, result.rows)
                     for (view, start, end), result in zip(windows, results, strict=True)
                     if start <= end and view.name not in failures
-                ]
+                ],
+                described={view.name: _promise(view) for view, _, _ in windows},
             )
         if failures:
             raise next(iter(failures.values()))
@@ -495,6 +496,14 @@ class Materializer:
         return path
 
 
+def _promise(view: Any) -> dict[str, Any]:
+    """What a view promises about freshness (``feature_repo.freshness``)."""
+    return {
+        "ttl_seconds": view.ttl.total_seconds() if view.ttl else 0,
+        "freshness": (view.tags or {}).get("freshness"),
+    }
+
+
 def _iso(instant: datetime | None) -> str:
     return instant.isoformat() if instant else "?"
 
@@ -519,22 +528,28 @@ def _is_connection_error(err: BaseException) -> bool:
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Per feature view: watermark, last run's rows, freshness against "now", next run."""
+    """Per feature view: watermark, last run's rows, freshness against "now" and its
+    objective (``feature_repo.freshness``), next run."""
+    from feature_repo.freshness import assess, schedule_period
+
     state = MaterializationState(settings)
     now = Clock(settings).now().instant
     schedule = state.schedule()
+    period = schedule_period(state, settings.schedule_period)
+    views = state.views()
     rows = []
-    for name, view in sorted(state.views().items()):
-        newest = view.get("newest_event")
-        freshness = (now - datetime.fromisoformat(newest)).total_seconds() if newest else None
+    for fresh in assess(state, now, period):
+        view = views[fresh.view]
         rows.append(
             {
-                "view": name,
+                "view": fresh.view,
                 "watermark": view.get("watermark"),
                 "last_run": view.get("last_run_at"),
                 "rows": view.get("last_rows", 0),
-                "newest_event": newest,
-                "freshness_seconds": freshness,
+                "newest_event": view.get("newest_event"),
+                "freshness_seconds": fresh.age_seconds,
+                **fresh.as_dict(),
+                "schedule_period_seconds": period.total_seconds(),
                 "next_run": schedule.get("next_run"),
             }
         )

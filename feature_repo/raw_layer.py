@@ -205,4 +205,7 @@ def _after_published(target: Path, batch: pd.DataFrame, previous: datetime | Non
     published = published.loc[published[KNOWABLE_AT] <= previous]
     if published.empty:
         return batch.reset_index(drop=True)
+    # Read back as microseconds in pyarrow's UTC; the batch's own dtypes keep the
+    # concatenation typed (mixed time zone objects would make it ``object``).
+    published = published[list(batch.columns)].astype(batch.dtypes.to_dict())
     return pd.concat([published, batch], ignore_index=True)

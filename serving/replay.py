@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -137,6 +138,7 @@ def replay_days(
     """Send the flights scheduled on ``days`` days from ``first_day``; ``on_day`` gets
     each departure day's figures once all of its flights have been sent."""
     from feature_repo.materialize import Materializer
+    from feature_repo.state_files import MaterializationState
 
     if step <= timedelta(0):
         raise ValueError(f"the replay's tick must be positive, got {step}")
@@ -156,6 +158,9 @@ def replay_days(
     }
     clock = Clock(settings)
     materializer = Materializer(settings)
+    MaterializationState(settings).record_schedule(
+        f"serving replay every {step}", None, os.getpid(), step
+    )
     _warn_if_already_ahead(materializer, min(by_tick, default=None))
     per_day = {day: ReplayStats() for day in departure_days}
     total = ReplayStats()
