@@ -10,11 +10,11 @@ TTLs say how long a value stays a fair description of "now" in offline
 (point-in-time) retrieval:
 
 - weather is observed hourly; a reading older than 2 hours is missing, not current;
-- congestion snapshots are hourly, carrier and route snapshots daily; each TTL is
-  its period plus 30 min (1 h for daily ones), so the snapshot in the online store
-  stays valid until the scheduled step (every 15 min) brings the next one. Offline,
-  the newest snapshot is always less than one period old, so the grace changes no
-  training value;
+- congestion snapshots are hourly, carrier and route snapshots daily; a TTL is the
+  period plus a grace (30 min; a day for daily ones: the offline store's TTL takes
+  one time unit, whole days or seconds), so the snapshot in the online store stays
+  valid until the scheduled step (every 15 min) brings the next one. Offline, the
+  newest snapshot is always less than one period old, so no training value changes;
 - an aircraft's last landing stops being informative after 2 days on the ground;
 - plane attributes never expire.
 """
@@ -123,7 +123,7 @@ _trailing_schema = [
 carrier_perf_7d = FeatureView(
     name="carrier_perf_7d",
     entities=[carrier],
-    ttl=timedelta(days=1, hours=1),
+    ttl=timedelta(days=2),
     schema=list(_trailing_schema),
     source=_source("carrier_perf_7d"),
     online=True,
@@ -133,7 +133,7 @@ carrier_perf_7d = FeatureView(
 route_perf_28d = FeatureView(
     name="route_perf_28d",
     entities=[origin, dest],
-    ttl=timedelta(days=1, hours=1),
+    ttl=timedelta(days=2),
     schema=list(_trailing_schema),
     source=_source("route_perf_28d"),
     online=True,
