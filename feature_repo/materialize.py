@@ -237,7 +237,9 @@ class Materializer:
         if proto_of is None:  # a registry without a cached proto: list every time
             return self._registered([v for v in store.list_feature_views() if v.online])
         proto = proto_of(project=store.project, allow_cache=True)
-        version = (id(proto), proto.last_updated.SerializeToString(), proto.version_id)
+        # With cache_ttl_seconds 0 the registry file is parsed into a new proto each
+        # time, so the proto's identity says nothing: its update stamp and version do.
+        version = (proto.last_updated.SerializeToString(), proto.version_id)
         if self._views is None or self._views[0] != version:
             self._views = (version, [v for v in store.list_feature_views() if v.online])
         return self._registered(self._views[1])
