@@ -21,6 +21,7 @@ next run drops them before appending its own.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -126,12 +127,15 @@ class RawLayer:
             return [snapshot]
         if through is None:
             return []
-        files = []
-        for part in sorted((self.root / table).glob("date=*/part-0.parquet")):
-            day = partition_day(part)
-            if day is not None and day <= through.date():
-                files.append(part)
-        return files
+        # One directory listing, no stat per day: an intraday step lists every table
+        # each run. A published day's folder always holds its file (the folder is made
+        # just before the file is renamed in, and the watermark moves after both).
+        try:
+            names = sorted(n for n in os.listdir(self.root / table) if n.startswith("date="))
+        except FileNotFoundError:
+            return []
+        last = f"date={through.date().isoformat()}"
+        return [self.root / table / name / "part-0.parquet" for name in names if name <= last]
 
     # -- publishing ------------------------------------------------------------
     def publish(
