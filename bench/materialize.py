@@ -882,14 +882,8 @@ def intraday_table(depths: list[IntradayDepth], tick: str) -> Table:
         )
     if len(depths) > 1:
         first, last = depths[0], depths[-1]
-        table.add_section()
-        table.add_row(
-            f"{last.months} mo / {first.months} mo",
-            f"{last.days_on_disk / first.days_on_disk:.1f}x",
-            "",
-            "",
-            *(f"{b / a:.2f}x" for a, b in zip(cells(first), cells(last), strict=True)),
-        )
+        ratios = [f"{b / a:.2f}x" for a, b in zip(cells(first), cells(last), strict=True)]
+        add_growth_row(table, first, last, ["", "", *ratios])
     return table
 
 
@@ -1028,6 +1022,16 @@ def write_settings_table(timings: list[tuple[str, float]], rows: int, rounds: in
     return table
 
 
+def add_growth_row(table: Table, first: Any, last: Any, cells: list[str]) -> None:
+    """The last depth over the first: history (days on disk), then ``cells``."""
+    table.add_section()
+    table.add_row(
+        f"{last.months} mo / {first.months} mo",
+        f"{last.days_on_disk / first.days_on_disk:.1f}x",
+        *cells,
+    )
+
+
 def history_table(depths: list[Depth]) -> Table:
     table = Table(
         title="Cost per daily run as history grows (fastest of the timed runs at each depth)",
@@ -1068,15 +1072,9 @@ def history_table(depths: list[Depth]) -> Table:
         )
     if len(depths) > 1:
         first, last = depths[0], depths[-1]
-        table.add_section()
-        table.add_row(
-            f"{last.months} mo / {first.months} mo",
-            f"{last.days_on_disk / first.days_on_disk:.1f}x",
-            "",
-            *(f"{last.best(key) / first.best(key):.2f}x" for key in list(columns.values())[3:-2]),
-            "",
-            "",
-        )
+        keys = list(columns.values())[3:-2]
+        ratios = [f"{last.best(key) / first.best(key):.2f}x" for key in keys]
+        add_growth_row(table, first, last, ["", *ratios, "", ""])
     return table
 
 

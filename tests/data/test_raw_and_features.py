@@ -103,6 +103,20 @@ def _read_features(settings: Settings, name: str, every_column: bool = False) ->
     return frame.sort_values(order).reset_index(drop=True)
 
 
+def _assert_equals_one_full_build(built: Settings, full_dir, through) -> None:
+    """Every feature table of ``built`` equals one full build through ``through``."""
+    from feature_repo.pipeline import ingest
+
+    full = Settings(data_dir=full_dir)
+    ingest(full, through)
+    for name in FEATURE_TABLES:
+        pd.testing.assert_frame_equal(
+            _read_features(built, name, every_column=True),
+            _read_features(full, name, every_column=True),
+            obj=name,
+        )
+
+
 FEATURE_TABLES = (
     "aircraft_last_flight",
     "carrier_perf_7d",
@@ -127,14 +141,7 @@ def test_daily_builds_that_read_only_recent_days_equal_one_full_build(tmp_path) 
     while day < end:
         day += timedelta(days=1)
         ingest(daily, day)
-    full = Settings(data_dir=tmp_path / "full")
-    ingest(full, end)
-    for name in FEATURE_TABLES:
-        pd.testing.assert_frame_equal(
-            _read_features(daily, name, every_column=True),
-            _read_features(full, name, every_column=True),
-            obj=name,
-        )
+    _assert_equals_one_full_build(daily, tmp_path / "full", end)
 
     # The case the key view exists for: routes with no arrival in the 28 days
     # before a snapshot, first seen long before the raw days a daily build reads.
@@ -196,13 +203,6 @@ def test_intraday_steps_grow_the_open_day_and_equal_one_full_build(tmp_path) -> 
         assert (result.features.rows["weather_hourly"] > 0) == (new["weather_observations"] > 0)
         assert (result.features.rows["aircraft_last_flight"] > 0) == (new["arrivals"] > 0)
         previous = instant
-    full = Settings(data_dir=tmp_path / "full")
-    ingest(full, instants[-1])
-    for name in FEATURE_TABLES:
-        pd.testing.assert_frame_equal(
-            _read_features(stepped, name, every_column=True),
-            _read_features(full, name, every_column=True),
-            obj=name,
-        )
+    _assert_equals_one_full_build(stepped, tmp_path / "full", instants[-1])
     weather = _read_features(stepped, "weather_hourly")
     assert weather["event_timestamp"].max() == pd.Timestamp(instants[-1]).floor("h")
