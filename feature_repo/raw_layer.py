@@ -50,7 +50,7 @@ def through_instant(through: date | datetime) -> datetime:
     """What ``--through`` means: an instant as given (UTC if naive); a date, its last
     microsecond, so everything knowable before the next midnight."""
     if isinstance(through, datetime):
-        return through if through.tzinfo else through.replace(tzinfo=UTC)
+        return through.astimezone(UTC) if through.tzinfo else through.replace(tzinfo=UTC)
     return end_of_day(through) - ONE_MICROSECOND
 
 
