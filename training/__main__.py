@@ -373,7 +373,7 @@ def _add_gate_flags(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="largest |slice FPR or FNR - overall| on any such slice "
-        "(default 0.30; FEASTLINE_GATE_MAX_RATE_DISPARITY)",
+        "(default 0.35; FEASTLINE_GATE_MAX_RATE_DISPARITY)",
     )
 
 

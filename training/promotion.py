@@ -77,7 +77,7 @@ class GateConfig:
     max_slice_drop: float = 0.02
     min_slice_rows: int = 300
     max_calibration_gap: float = 0.10
-    max_rate_disparity: float = 0.30
+    max_rate_disparity: float = 0.35
 
     def __post_init__(self) -> None:
         if self.max_slice_drop < 0 or self.min_slice_rows < 1:
