@@ -86,16 +86,21 @@ def _cmd_datasets_list(args: argparse.Namespace, settings: Settings) -> int:
     if not sets:
         console.print(f"no training sets in {settings.datasets_dir}")
         return 0
-    table = Table(title=f"training sets in {settings.datasets_dir}, oldest first", show_edge=False)
-    for column in ("file", "window", "as of (raw watermark)", "rows", "fingerprint", "models"):
+    table = Table(
+        title=f"training sets in {settings.datasets_dir} (training_<start>_<end>_<id>.parquet)",
+        show_edge=False,
+    )
+    # The id is the fingerprint's first 12 hex digits, and names the file.
+    for column in ("id", "window", "as of (raw watermark)", "rows", "models"):
         table.add_column(column, no_wrap=column != "models", justify="right" * (column == "rows"))
     for stored in sets:
         table.add_row(
-            stored.path.name,
+            stored.fingerprint[:12]
+            if stored.path.stem.endswith(stored.fingerprint[:12])
+            else stored.path.name,
             stored.window,
             stored.as_of,
             f"{stored.manifest.get('rows', 0):,}",
-            stored.fingerprint[:12],
             ", ".join(tag.split(":", 1)[1] for tag in stored.models) or "(none)",
         )
     console.print(table)

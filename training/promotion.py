@@ -325,6 +325,10 @@ def rescore_on_candidate_rows(
     return evaluations[0], evaluations[1], rows, card
 
 
+def _count(rows: Any) -> str:
+    return f"{rows:,}" if isinstance(rows, int) else "?"
+
+
 def check_bias(result: GateResult, card: dict[str, Any] | None, config: GateConfig) -> None:
     """Refuse a candidate whose worst slice is over a calibration or FPR/FNR bound."""
     from training.model_card import MEASURES, bias_findings
@@ -383,9 +387,9 @@ def run_gate(
             result.rows_compared = rows
             result.reasons.insert(
                 0,
-                f"validation rows differ ({current.tag}: {theirs['rows'] or '?'} rows, "
+                f"validation rows differ ({current.tag}: {_count(theirs['rows'])} rows, "
                 f"fingerprint {str(theirs['fingerprint'])[:12] or 'not recorded'}; "
-                f"{candidate.tag}: {ours['rows'] or '?'} rows, fingerprint "
+                f"{candidate.tag}: {_count(ours['rows'])} rows, fingerprint "
                 f"{str(ours['fingerprint'])[:12] or 'not recorded'}): both re-scored on the "
                 f"candidate's {rows['rows']:,} rows, fingerprint {rows['fingerprint'][:12]}",
             )

@@ -192,7 +192,8 @@ def test_datasets_prune_removes_only_unreferenced_sets(retrained, private_env, c
 
     assert main(["datasets", "list"]) == 0
     listing = capsys.readouterr().out
-    assert orphan.path.name in listing and "(none)" in listing
+    assert orphan.manifest["fingerprint"][:12] in listing and "(none)" in listing
+    assert retrained.first.record.version in listing
     assert main(["datasets", "prune", "--older-than", "0"]) == 0
     out = capsys.readouterr().out
     assert f"removed {orphan.path.name}" in out
