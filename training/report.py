@@ -198,9 +198,8 @@ def render_card(card: dict[str, Any], images: dict[str, str]) -> str:
             )
     limitations = "".join(f"<li>{html.escape(item)}</li>" for item in card.get("limitations", []))
     figure = '<img alt="{0}" src="data:image/png;base64,{1}">'
-    plots_html = "".join(
-        figure.format(name, data) for name, data in images.items() if name.startswith("calib")
-    )
+    per_family = {k: v for k, v in images.items() if k.startswith("calibration_")}
+    plots_html = "".join(figure.format(name, data) for name, data in per_family.items())
     return f"""<section id="model-card">
 <h2>Model card</h2>
 <h3>Intended use</h3>
