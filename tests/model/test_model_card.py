@@ -112,3 +112,45 @@ def test_small_slices_are_listed_but_not_checked(good) -> None:
     over, worst = bias_findings(table, 0.15, 0.6, min_rows=jfk["rows"] + 1)
     assert "origin=JFK" not in {f.slice for f in over}
     assert all(f is None or f.slice != "origin=JFK" for f in worst.values())
+
+
+def test_the_model_card_renders_in_a_real_browser(registered, tmp_path) -> None:
+    """Headless Chromium loads the report: each family's calibration plot decodes to an
+    image, and the slice table has a row per slice."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "headless Chromium is needed: apt-get install -y chromium"
+    probe = """<script>window.addEventListener("load", () => {
+      const card = document.getElementById("model-card");
+      const plots = [...card.querySelectorAll("img")].map(i => i.alt + ":" + i.naturalWidth);
+      const rows = card.querySelectorAll(".slice-table tbody tr").length;
+      document.body.insertAdjacentHTML("beforeend",
+        `<pre id="probe">${plots.join(",")}|${rows}</pre>`);
+    });</script>"""
+    page = tmp_path / "report.html"
+    page.write_text(registered.report_html.read_text().replace("</body>", probe + "</body>"))
+    dom = subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    # The last match is the element the script wrote (the first is the script's own text).
+    plots, rows = re.findall(r'<pre id="probe">([^<]*)</pre>', dom)[-1].split("|")
+    widths = dict(item.split(":") for item in plots.split(","))
+    assert set(widths) == {"calibration_carrier", "calibration_origin", "calibration_aircraft_age"}
+    assert all(int(w) > 100 for w in widths.values()), widths
+    card = registered.record.metadata["model_card"]
+    assert int(rows) == 1 + sum(len(groups) for groups in card["slices"].values())
