@@ -22,9 +22,12 @@ import. What they may rely on:
   probability is at least ``metadata["threshold"]``.
 - **Lineage** in ``metadata``: ``feature_service`` and ``features`` (the
   service's feature list, ``<view>__<feature>``), ``training_set`` (window,
-  fingerprint, raw watermark, path), ``train_window``, ``validation_window``,
+  fingerprint, ``as_of``, raw watermark, path), ``train_window``,
+  ``validation_window`` (with the rows' count and ``fingerprint``),
   ``git_commit``, ``metrics``, ``slices``, ``baselines``, ``threshold``,
-  ``params``, ``report`` and ``reference_profile``.
+  ``params``, ``reproducibility`` (seed, threads, CV folds, hyperparameters,
+  library versions, ``lock_sha256``), ``model_card``, ``report`` and
+  ``reference_profile``.
 - ``reference_profile`` is the path of the training data's whylogs reference
   profile, recorded with :func:`attach_reference_profile`. It is ``""`` while
   none is attached (BentoML metadata cannot hold ``null``).
