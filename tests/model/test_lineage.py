@@ -245,3 +245,20 @@ def test_the_first_sets_bytes_never_changed(retrained) -> None:
     path = retrained.first.trained.training_set_path
     assert sha256(path) == retrained.first_bytes
     assert np.isfinite(retrained.first.trained.evaluation["metrics"]["roc_auc"])
+
+
+def test_a_bad_as_of_is_refused_by_name(retrained, private_env, capsys) -> None:
+    from training.__main__ import main
+
+    def error() -> str:  # rich wraps long lines at spaces
+        return " ".join(capsys.readouterr().err.split())
+
+    base = ["build-dataset", "--start", "2013-01-01", "--end", "2013-01-10", "--as-of"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "2013-01-11T00:00:00"])  # no UTC offset
+    assert exit_info.value.code == 2
+    assert "needs a UTC offset" in error()
+    assert main([*base, "2014-01-01T00:00:00+00:00"]) == 1
+    assert "is after the raw watermark 2013-01-13T00:00:00+00:00" in error()
+    assert main([*base, "2013-01-10T12:00:00+00:00"]) == 1
+    assert "2013-01-10 is not over yet" in error()
