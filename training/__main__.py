@@ -312,7 +312,8 @@ def _cmd_models_reproduce(args: argparse.Namespace, settings: Settings) -> int:
             )
             table.add_row(name, _number(recorded), _number(reproduced), delta)
         else:
-            table.add_row(name, str(recorded), str(reproduced), "")
+            same = "same" if recorded == reproduced else "[red]differs[/red]"
+            table.add_row(name, _number(recorded), _number(reproduced), same)
     console.print(table)
     console.print(f"rebuilt as of {result.as_of}: {result.rows:,} rows")
     for change in result.environment_changes:
@@ -334,7 +335,9 @@ def _cmd_models_reproduce(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _number(value: object) -> str:
-    return f"{value:.6f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
