@@ -217,7 +217,7 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     model_tag = args.model_tag or reference.metadata.get("model_tag")
     json_path = write_drift_json(result, out / "drift.json", model_tag=model_tag, **sources)
     report = json_path if args.no_html else html_path
-    console.print(drift_table(result, title="drift: reference vs target"))
+    console.print(drift_table(result))
     log.info(
         "drift compared",
         extra={
