@@ -176,10 +176,8 @@ def calendar_columns(reference: Mapping[str, Histogram], days: DayHistograms) ->
             if (s := _dominant_share(day[column])) is not None
         )  # fmt: skip
         if shares and shares[len(shares) // 2] >= CALENDAR_DAY_SHARE:
-            found[column] = (
-                f"one value per day (median day {shares[len(shares) // 2]:.0%} one value, "
-                f"reference at most {ref_share:.0%}): a calendar field"
-            )
+            median = shares[len(shares) // 2]
+            found[column] = f"calendar field (one value per day: {median:.0%} on the median day)"
     return found
 
 

@@ -74,18 +74,16 @@ def _importance(column: ColumnDrift) -> str:
 
 
 def drift_table(result: DriftResult, title: str | None = None) -> Table:
+    """The verdict per column; JS and whylogs' tests are in drift.json and the HTML report."""
     table = Table(title=title or window_title(result), show_edge=False)
     table.add_column("column", overflow="fold")
-    table.add_column("kind")
     table.add_column("importance", justify="right")
     table.add_column("PSI", justify="right")
-    table.add_column("normal PSI up to", justify="right")
+    table.add_column("normal up to", justify="right")
     table.add_column("outside ref", justify="right")
     table.add_column("nulls ref→target", justify="right")
     table.add_column("verdict")
-    table.add_column("why", overflow="fold")
-    table.add_column("JS (info)", justify="right")
-    table.add_column("whylogs (info)")
+    table.add_column("why", overflow="fold", ratio=1)
     for c in ordered(result):
         verdict = _verdict_text(c)
         style = {"SEVERE": "bold red", "DRIFT": "red", "ok": "green"}.get(verdict, "dim")
@@ -95,7 +93,6 @@ def drift_table(result: DriftResult, title: str | None = None) -> Table:
         why = "; ".join(c.criteria) or c.note
         table.add_row(
             name,
-            c.kind,
             _importance(c),
             _num(c.psi),
             _num(c.thresholds.get("psi")) if c.judged else "-",
@@ -103,8 +100,6 @@ def drift_table(result: DriftResult, title: str | None = None) -> Table:
             f"{c.reference_null_share:.1%}→{c.target_null_share:.1%}",
             f"[{style}]{verdict}[/{style}]",
             f"[dim]{why}[/dim]" if why else "",
-            _num(c.js),
-            _whylogs_cell(c),
         )
     return table
 
