@@ -21,6 +21,7 @@ reference's columns.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,8 @@ from monitoring import histograms
 from monitoring.drift import STATISTICS, DriftPolicy, score_histograms
 from monitoring.histograms import Histogram
 from monitoring.profiles import Profile, histograms_of, read_profile
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LENGTHS = (1, 3, 7)
 FORMAT_VERSION = 1
@@ -264,3 +267,26 @@ def calibrate_frame(
     path = out or null_path(reference_path)
     write_calibration(calibration, path)
     return calibration, path
+
+
+def calibrate_reference(
+    frame: pd.DataFrame, reference_path: Path, *, time_column: str = "event_timestamp"
+) -> Path | None:
+    """Training's hook: calibrate a new reference on the rows it profiles.
+
+    A history too short for any window (under a day) leaves no calibration:
+    ``compare`` then judges by fixed thresholds and says so. Nothing else is
+    swallowed.
+    """
+    try:
+        calibration, path = calibrate_frame(frame, reference_path, time_column=time_column)
+    except CalibrationError as err:
+        log.warning("reference not calibrated", extra={"reference": str(reference_path),
+                                                       "reason": str(err)})  # fmt: skip
+        return None
+    log.info(
+        "reference calibrated",
+        extra={"path": str(path), "windows": calibration.windows,
+               "seconds": round(calibration.seconds, 1)},
+    )  # fmt: skip
+    return path

@@ -263,7 +263,7 @@ def write_reference(
     The profile covers the whole training set window, training and validation
     days, and is recorded in the model's metadata as ``reference_profile``.
     """
-    from monitoring.calibration import calibrate_frame
+    from monitoring.calibration import calibrate_reference
     from monitoring.layout import reference_path
     from monitoring.reference import PREDICTION_COLUMN, write_reference_profile
 
@@ -280,7 +280,7 @@ def write_reference(
         importance=permutation_importances(trained),
     )
     # Drift is judged against what windows of this very history score (its null).
-    calibrate_frame(scored, path)
+    calibrate_reference(scored, path)
     attach_reference_profile(tag, path, settings)
     return path
 
