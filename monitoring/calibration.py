@@ -254,15 +254,20 @@ def calibrate_frame(
     time_column: str = "event_timestamp",
     lengths: Sequence[int] = DEFAULT_LENGTHS,
     out: Path | None = None,
+    period: tuple[date, date] | None = None,
 ) -> tuple[Calibration, Path]:
-    """Calibrate the reference at ``reference_path`` on ``frame``'s days within the
-    reference window and write it beside the reference (or to ``out``)."""
+    """Calibrate the reference at ``reference_path`` on ``frame``'s days within
+    ``period`` (first and last day; default: the reference's own window) and
+    write it beside the reference (or to ``out``)."""
     reference = read_profile(reference_path)
     columns = [c for c in reference.columns if c in frame.columns]
     days = daily_histograms(frame, time_column, columns)
     start, end = reference.window
-    if start is not None and end is not None:
-        days = {d: h for d, h in days.items() if start.date() <= d <= end.date()}
+    if period is None and start is not None and end is not None:
+        period = (start.date(), end.date())
+    if period is not None:
+        first, last = period
+        days = {d: h for d, h in days.items() if first <= d <= last}
     calibration = calibrate(reference, days, lengths)
     path = out or null_path(reference_path)
     write_calibration(calibration, path)

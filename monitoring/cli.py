@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -299,6 +299,7 @@ def _cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
                 time_column=args.time_column,
                 lengths=args.lengths,
                 out=args.out,
+                period=_period(args.period) if args.period else None,
             )
         except CalibrationError as err:
             raise BadInput(f"{_names(args.input)}: {err}") from None
@@ -314,6 +315,16 @@ def _cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     return EXIT_OK
+
+
+def _period(values: list[str]) -> tuple[date, date]:
+    try:
+        first, last = (date.fromisoformat(v) for v in values)
+    except ValueError as err:
+        raise BadInput(f"--period: expected two ISO dates: {err}") from None
+    if last < first:
+        raise BadInput(f"--period: LAST {last} is before FIRST {first}")
+    return first, last
 
 
 def read_profile_columns(path: Path) -> tuple[str, ...]:
@@ -744,11 +755,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         required=True,
-        help="Parquet history with the reference's columns and a time column "
-        "(e.g. the training set with the model's probability)",
+        help="Parquet history with the reference's columns and a time column: the "
+        "training set scored by the model, or the served-features log (--time-column "
+        "served_at); columns it lacks keep fixed thresholds",
     )
     p.add_argument(
         "--time-column", default="event_timestamp", help="the rows' time (default event_timestamp)"
+    )
+    p.add_argument(
+        "--period",
+        nargs=2,
+        default=None,
+        metavar=("FIRST", "LAST"),
+        help="days of history to use, inclusive (default: the reference's own window); "
+        "e.g. served days known to be without real change",
     )
     p.add_argument(
         "--lengths",

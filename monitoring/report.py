@@ -353,7 +353,7 @@ def column_plot(column: ColumnDrift, reference: Profile, target: Profile) -> str
         # Text values, or a side with no values at all (nothing to draw a histogram of).
         figure.set_size_inches(10, max(4.0, 0.32 * len(column.binned.labels)))
         _binned_plot(axes, column)
-    axes.legend(fontsize=10)
+    axes.legend(fontsize=10, loc="upper right")
     axes.set_title(
         f"{column.column}: PSI {_num(column.psi)}, "
         f"nulls {column.reference_null_share:.1%} → {column.target_null_share:.1%}",
