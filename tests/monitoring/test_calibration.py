@@ -237,3 +237,13 @@ def test_prediction_drift_has_its_own_line_and_importance_weighs_features(tmp_pa
     assert shifted.prediction is not None and shifted.prediction.drifted
     assert shifted.prediction.role == "prediction" and shifted.drifted_features == []
     assert shifted.reasons[0].startswith("prediction drifted: PSI")
+
+
+def test_a_period_of_history_can_be_chosen(calibrated: tuple, history: pd.DataFrame) -> None:
+    path, _, _ = calibrated
+    # e.g. served days known to be without real change, after the reference's window
+    period = (date(2013, 6, 3), date(2013, 6, 12))
+    again, _ = calibrate_frame(history, path, time_column="time_hour", lengths=[1, 3],
+                               period=period, out=path.with_name("june.json"))  # fmt: skip
+    assert again.windows == {1: 10, 3: 8}
+    assert again.history == ("2013-06-03", "2013-06-12")
