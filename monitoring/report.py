@@ -466,7 +466,7 @@ JS and whylogs' own tests are information only, not part of the verdict</li>
 <li>generated {datetime.now(UTC).isoformat(timespec="seconds")}</li>
 </ul>
 <table><tr><th>column</th><th>kind</th><th>importance</th><th>PSI</th><th>normal PSI up to</th>
-<th>outside ref</th><th>nulls ref → target</th><th>verdict</th><th>why</th>
+<th>outside ref</th><th>nulls ref → target</th><th>verdict</th><th class="why">why</th>
 <th class="info">JS (info)</th><th class="info">whylogs test (info)</th></tr>
 {"".join(rows)}
 </table>
