@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -43,6 +44,7 @@ def _run(argv: list[str], env: dict[str, str], console: Console) -> None:
 
 def prepare(data_dir: Path | None, console: Console):  # type: ignore[no-untyped-def]
     from feature_repo.settings import Settings
+    from model_registry import resolve_data_path
     from monitoring.calibration import null_path, read_calibration
     from monitoring.profiles import read_profile
     from monitoring.reference import PREDICTION_COLUMN
@@ -58,14 +60,19 @@ def prepare(data_dir: Path | None, console: Console):  # type: ignore[no-untyped
         _run([python, "-m", "feature_repo", "apply"], env, console)
         _run([python, "-m", "training", "build-dataset", "--start", START, "--end", END], env,
              console)  # fmt: skip
-    models = [m for m in list_models(settings) if m.metadata.get("reference_profile")]
-    usable = [m for m in models if null_path(Path(m.metadata["reference_profile"])).exists()]
+
+    def reference_of(model: Any) -> Path | None:
+        return resolve_data_path(settings.data_dir, model.metadata.get("reference_profile"))
+
+    models = [m for m in list_models(settings) if reference_of(m) is not None]
+    usable = [m for m in models if null_path(reference_of(m)).exists()]  # type: ignore[arg-type]
     if not usable:
         _run([python, "-m", "training", "train", "--train-start", START, "--train-end", FIT_END,
               "--valid-end", REFERENCE_END, "--grid", "small"], env, console)  # fmt: skip
-        usable = [m for m in list_models(settings) if m.metadata.get("reference_profile")]
+        usable = [m for m in list_models(settings) if reference_of(m) is not None]
     model = usable[-1]
-    reference_path = Path(model.metadata["reference_profile"])
+    reference_path = reference_of(model)
+    assert reference_path is not None
     inputs = [str(c) for c in model.metadata["model_inputs"]]
     frame = pd.read_parquet(dataset)
     scored = frame[[*inputs, "label", "event_timestamp"]].copy()
