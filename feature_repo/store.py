@@ -41,6 +41,7 @@ def repo_config_dict(settings: Settings) -> dict[str, Any]:
     if settings.redis_url:
         raw["online_store"] = {
             "type": "redis",
+            "redis_type": settings.redis_type,
             # Bounded timeouts: an unreachable Redis must fail a request, not hang it.
             "connection_string": settings.feast_redis_connection_string()
             + ",socket_connect_timeout=2,socket_timeout=2",
@@ -88,7 +89,10 @@ def _bound_redis_retries(store: FeatureStore) -> None:
     and 4 s, and a connection attempt inside each retry again: a request to a Redis
     that is down could wait anywhere from one to tens of seconds. Serving answers 503
     and materialization leaves its watermark for the next run, so both want to know
-    quickly.
+    quickly. On a cluster the same policy bounds the client's retries after a
+    connection error or ``CLUSTERDOWN`` (each retry re-reads the slot map first), so
+    a read that hits a dead master's slots fails fast too and succeeds again once
+    its replica has taken over.
     """
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry

@@ -67,3 +67,36 @@ def test_contract_violations_name_the_column(frame, column, problem) -> None:
 
 def test_a_valid_frame_passes() -> None:
     validate_frame(pd.DataFrame({"id": ["a", "b"], "x": [0.0, None]}), CONTRACT, "f")
+
+
+def test_a_redis_cluster_lists_its_nodes_and_no_database(monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://10.0.0.1:7000/0")
+    monkeypatch.setenv("FEASTLINE_REDIS_TYPE", "redis_cluster")
+    monkeypatch.setenv("FEASTLINE_REDIS_STARTUP_NODES", "10.0.0.2:7000, 10.0.0.3:7000")
+    settings = Settings.from_env()
+    assert settings.online_store_kind == "redis cluster"
+    assert settings.feast_redis_connection_string() == (
+        "10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"redis_type": "redis_cluster"}, "needs REDIS_URL"),
+        ({"redis_type": "redis_cluster", "redis_url": "redis://h:7000/3"}, "only database 0"),
+        ({"redis_url": "redis://h:6379/0", "redis_startup_nodes": ("h2:1",)}, "REDIS_TYPE"),
+        (
+            {
+                "redis_type": "redis_cluster",
+                "redis_url": "redis://h:7000",
+                "redis_startup_nodes": ("h2",),
+            },
+            "host:port",
+        ),
+        ({"redis_type": "sentinel"}, "redis_type"),
+    ],
+)
+def test_bad_redis_cluster_settings_are_refused_by_name(values, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)
