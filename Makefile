@@ -60,6 +60,10 @@ status: $(STAMP) ## freshness of each feature view in the online store
 serve: $(STAMP) ## start the BentoML service on 127.0.0.1:3000 (champion model, online features)
 	$(BIN)/python -m serving serve --port 3000
 
+.PHONY: bento
+bento: $(STAMP) ## build the service's Bento (bentofile.yaml); `bentoml serve flight_delay_service:latest` runs it
+	BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml build .
+
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
 
