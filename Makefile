@@ -35,6 +35,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with its dev tools
 
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): $(STAMP)
+	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	$(BIN)/pip install --quiet -e ".[dev,spark]"
+	touch $(SPARK_STAMP)
+
+.PHONY: setup-spark
+setup-spark: $(SPARK_STAMP) ## add the Spark engine (pyspark, sqlglot; Java 17 from Debian) to .venv
+
 run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
 	$(BIN)/python -m feature_repo apply

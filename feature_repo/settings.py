@@ -51,6 +51,16 @@ class Settings(BaseModel):
         default=timedelta(hours=2),
         description="How long before scheduled departure a prediction is made.",
     )
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Batch engine for the feature build: DuckDB in-process (default) or Spark.",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        description="SPARK_MASTER: spark://host:7077 for a standalone cluster, or local[N].",
+    )
+    spark_driver_memory: str = Field(default="1g", pattern=r"^\d+[kmgt]$")
+    spark_executor_memory: str = Field(default="1g", pattern=r"^\d+[kmgt]$")
     dataset_module: str = Field(
         default="feature_repo.flights",
         description="The package that adapts one dataset to the generic pipeline.",
@@ -102,6 +112,14 @@ class Settings(BaseModel):
             values["redis_type"] = redis_type
         if nodes := os.environ.get(f"{ENV_PREFIX}REDIS_STARTUP_NODES"):
             values["redis_startup_nodes"] = tuple(n.strip() for n in nodes.split(",") if n.strip())
+        if engine := os.environ.get(f"{ENV_PREFIX}ENGINE"):
+            values["engine"] = engine
+        if master := os.environ.get("SPARK_MASTER"):
+            values["spark_master"] = master
+        if memory := os.environ.get(f"{ENV_PREFIX}SPARK_DRIVER_MEMORY"):
+            values["spark_driver_memory"] = memory
+        if memory := os.environ.get(f"{ENV_PREFIX}SPARK_EXECUTOR_MEMORY"):
+            values["spark_executor_memory"] = memory
         if dataset := os.environ.get(f"{ENV_PREFIX}DATASET"):
             values["dataset_module"] = dataset
         if lead := os.environ.get(f"{ENV_PREFIX}PREDICTION_LEAD_MINUTES"):

@@ -75,9 +75,7 @@ def test_a_redis_cluster_lists_its_nodes_and_no_database(monkeypatch) -> None:
     monkeypatch.setenv("FEASTLINE_REDIS_STARTUP_NODES", "10.0.0.2:7000, 10.0.0.3:7000")
     settings = Settings.from_env()
     assert settings.online_store_kind == "redis cluster"
-    assert settings.feast_redis_connection_string() == (
-        "10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000"
-    )
+    assert settings.feast_redis_connection_string() == ("10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000")
 
 
 @pytest.mark.parametrize(
