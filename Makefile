@@ -116,6 +116,11 @@ bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full 
 bench-offline: $(STAMP) ## training set on DuckDB vs Feast's file (Dask) store: time, memory, agreement, 1x and 10x
 	$(BIN)/python bench/offline.py $(BENCH_OFFLINE_ARGS)
 
+# Needs `make setup-spark`; starts (and stops) its own standalone Spark master and worker.
+.PHONY: bench-feature-build
+bench-feature-build: $(SPARK_STAMP) ## feature build on DuckDB vs Spark (standalone cluster) at 1x, 10x, 30x: wall, CPU, memory
+	$(BIN)/python bench/feature_build.py $(BENCH_FEATURE_BUILD_ARGS)
+
 # Drift check for cron or CI: exit 3 when the drift policy fails, 2 on a bad profile.
 REFERENCE ?=
 DRIFT_TARGET ?= $(or $(FEASTLINE_DATA_DIR),data)/monitoring/profiles

@@ -18,11 +18,11 @@ import logging
 import os
 import shutil
 import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from feature_repo.feature_build import EARLIEST, FeatureBuilder, Lookback, _holds_days_from
+from feature_repo.feature_build import FeatureBuilder, Lookback, _holds_days_from
 from feature_repo.settings import Settings
 from feature_repo.spark_sql import to_spark_sql
 
@@ -85,14 +85,7 @@ class SparkFeatureBuilder(FeatureBuilder):
         """Temporary views for the raw tables and ``previous_keys``, as
         :meth:`FeatureBuilder._scope` defines them for DuckDB."""
         spark = self.spark
-        last_day = window_start.date() - timedelta(days=1)
-        previous = self.features_dir / name / f"date={last_day.isoformat()}" / "part-0.parquet"
-        incremental = (
-            lookback is not None
-            and window_start > EARLIEST
-            and (not lookback.keys or previous.exists())
-        )
-        since = window_start.date() - timedelta(days=lookback.raw_days) if incremental else None
+        since, previous = self.read_scope(name, lookback, window_start)
         for table, paths in files.items():
             recent = paths if since is None else [p for p in paths if _holds_days_from(p, since)]
             frame = spark.read.parquet(*[str(p) for p in recent or paths[-1:]])
@@ -101,7 +94,7 @@ class SparkFeatureBuilder(FeatureBuilder):
         if not keys:
             spark.catalog.dropTempView("previous_keys")
             return
-        if incremental:
+        if previous is not None:
             spark.read.parquet(str(previous)).select(*keys).distinct().createOrReplaceTempView(
                 "previous_keys"
             )

@@ -9,6 +9,8 @@ this runs on are shared. pyspark is an optional extra: ``pip install -e .[spark]
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from feature_repo.settings import Settings
@@ -18,6 +20,13 @@ if TYPE_CHECKING:
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
+    """The session's settings; Feast's Spark offline store and compute engine get them too.
+
+    Executors run Python with Feast in it (the compute engine's online writes), which
+    pyspark takes from PYSPARK_PYTHON when the context starts, else ``python3`` on the
+    PATH: this interpreter is the default, set here because Feast starts its own
+    sessions. On a real cluster, PYSPARK_PYTHON names the workers' environment."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "feastline",
