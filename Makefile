@@ -76,7 +76,7 @@ bento: $(STAMP) ## build the service's Bento (bentofile.yaml); `bentoml serve fl
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
 
-test: $(STAMP) ## run every test (needs Redis on 127.0.0.1:6379; .ci/run starts it)
+test: $(SPARK_STAMP) ## run every test (needs Redis on 127.0.0.1:6379, which .ci/run starts; installs the Spark extra)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
