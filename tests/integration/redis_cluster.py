@@ -9,6 +9,7 @@ its replica within a few seconds.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import redis
 from tests.integration.conftest import free_port
 
 NODE_TIMEOUT_MS = 1000
+BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
 
 
 @dataclass
@@ -65,7 +67,7 @@ class LocalRedisCluster:
         if binary is None or shutil.which("redis-cli") is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
         for _ in range(self.masters * (1 + self.replicas_per_master)):
-            port = free_port()
+            port = _node_port({n.port for n in self.nodes})
             workdir = self.root / f"node-{port}"
             workdir.mkdir(parents=True)
             node = ClusterNodeProcess(port, workdir)
@@ -151,6 +153,23 @@ class LocalRedisCluster:
                 except subprocess.TimeoutExpired:
                     node.process.kill()
                     node.process.wait(timeout=10)
+
+
+def _node_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (port + 10000, Redis's rule) is free and valid
+    too, and clashes with no other node's pair."""
+    busy = taken | {port + BUS_OFFSET for port in taken}
+    for _ in range(1000):
+        port = free_port()
+        if port + BUS_OFFSET > 65535 or {port, port + BUS_OFFSET} & busy:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def _wait(check, what: str, seconds: float = 10) -> None:
