@@ -338,6 +338,7 @@ def _record_change(
     reason: str | None,
     user: str | None,
     forced: bool = False,
+    evidence: dict[str, Any] | None = None,
 ) -> None:
     entry = {
         "ts": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -350,6 +351,8 @@ def _record_change(
         "forced": forced,
         "gate": outcome.gate.to_dict() if outcome.gate else None,
     }
+    if evidence is not None:
+        entry["evidence"] = evidence
     append_audit(settings, entry)
     log.info("registry change", extra={k: v for k, v in entry.items() if k != "gate"})
 
@@ -406,8 +409,16 @@ def promote(
         return outcome
 
 
-def rollback(settings: Settings, reason: str | None = None, user: str | None = None) -> Outcome:
-    """Re-crown the previous champion; the current one is archived."""
+def rollback(
+    settings: Settings,
+    reason: str | None = None,
+    user: str | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> Outcome:
+    """Re-crown the previous champion; the current one is archived.
+
+    ``evidence`` (e.g. the live comparison that motivated it) goes into the audit entry.
+    """
     with registry_lock(settings):
         crowned = champions(settings)
         if not crowned:
@@ -436,5 +447,5 @@ def rollback(settings: Settings, reason: str | None = None, user: str | None = N
         _swap_champion(settings, previous.tag, crowned, now)
         _write_history(settings, history[:keep])
         outcome = Outcome("rollback", previous.tag, current.tag, previous.tag)
-        _record_change(settings, outcome, reason, user)
+        _record_change(settings, outcome, reason, user, evidence=evidence)
         return outcome
