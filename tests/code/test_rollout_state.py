@@ -36,7 +36,7 @@ def test_a_damaged_state_file_is_a_clear_error(tmp_path) -> None:
     settings = Settings(data_dir=tmp_path)
     rollout_path(settings).parent.mkdir(parents=True)
     rollout_path(settings).write_text("{not json")
-    with pytest.raises(RolloutFileError, match="rollout.json"):
+    with pytest.raises(RolloutFileError, match=r"rollout\.json"):
         read_rollout(settings)
     rollout_path(settings).write_text(json.dumps({"challenger": "x", "mode": "blue"}))
     with pytest.raises(RolloutFileError, match="mode"):
