@@ -127,7 +127,8 @@ def test_a_worse_challenger_is_reported_worse_and_refused(live, good, weak, caps
     auc = result["overall"]["metrics"]["roc_auc"]
     assert result["verdict"] == "worse" and auc["ci_high"] < 0
     assert result["overall"]["labelled"] > 5000
-    assert result["champions"] == [champion] and result["roles"] == {"shadow": len(weak.valid_proba)}
+    assert result["champions"] == [champion]
+    assert result["roles"] == {"shadow": len(weak.valid_proba)}
     assert {"carrier=UA", "origin=EWR"} <= {s["slice"] for s in result["slices"]}
     assert "data:image/png;base64," in (out / "compare_models.html").read_text()
 
