@@ -293,21 +293,24 @@ def _cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
     if args.evidence is not None:
         evidence = {"path": str(args.evidence), "comparison": json.loads(args.evidence.read_text())}
     elif args.live:
-        crowned = _current_champion(settings)
-        comparison, path = _live_comparison(settings, crowned, None)
+        comparison, path = _live_comparison(settings, _shadowed_predecessor(settings), None)
         evidence = {"path": path, "comparison": comparison}
     _print_outcome(rollback(settings, reason=args.reason, evidence=evidence))
     clear_if_crowned(settings)
     return 0
 
 
-def _current_champion(settings: Settings) -> str:
-    from training.promotion import champion
+def _shadowed_predecessor(settings: Settings) -> str:
+    """The former champion kept in shadow after a live promotion: what --live compares."""
+    from model_registry.rollout import read_rollout
 
-    current = champion(settings)
-    if current is None:
-        raise ValueError("there is no champion to roll back")
-    return current.tag
+    rollout = read_rollout(settings)
+    if rollout is None:
+        raise ValueError(
+            "rollback --live compares the champion with its predecessor in shadow, and no "
+            "model is in shadow; pass --evidence FILE, or roll back without evidence"
+        )
+    return rollout.challenger
 
 
 def _add_gate_flags(parser: argparse.ArgumentParser) -> None:
