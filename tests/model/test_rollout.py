@@ -167,10 +167,13 @@ def test_a_better_challenger_is_promoted_on_live_evidence(live, good, weak) -> N
     assert watching.until == "2013-03-06T00:00:00+00:00"
     assert entry["rollout"]["challenger"] == champion
 
-    # A rollback says which live comparison motivated it, and ends the old one's shadow.
-    evidence_file = live.monitoring_dir / "compare_models" / "compare_models.json"
-    assert cli("models", "rollback", "--evidence", str(evidence_file), "--reason", "test") == 0
+    # During the watch period both are logged again, roles swapped; a rollback --live
+    # records that comparison (the old champion as challenger), and ends its shadow.
+    log_paired(live, (challenger, good), (champion, weak))
+    assert cli("models", "rollback", "--live", "--reason", "test") == 0
     assert stages(live)[champion] == "champion"
     rollback = [e for e in audit(live) if e["action"] == "rollback"][-1]
-    assert rollback["evidence"]["comparison"]["challenger"] == challenger
+    comparison = rollback["evidence"]["comparison"]
+    assert comparison["challenger"] == champion and comparison["champions"] == [challenger]
+    assert comparison["verdict"] == "worse"
     assert read_rollout(live) is None
