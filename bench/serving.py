@@ -449,8 +449,7 @@ def with_challenger(settings: Settings, workdir: Path, mode: str, percent: float
         (r.tag for r in list_models(settings) if r.labels.get("bench") == "challenger"), None
     )
     if twin_tag is None:
-        from training.promotion import champion
-        from training.registry import load_pipeline, update_model
+        from training.registry import champion, load_pipeline, update_model
 
         crowned = champion(settings)
         assert crowned is not None

@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "compare-models",
-        help="champion vs challenger on the same live flights, with paired 95% CIs",
+        help="champion vs challenger on the same live flights, with paired 95%% CIs",
         description="Joins both models' logged predictions on the flights both scored with "
         "the outcomes knowable at the clock's now; ROC-AUC, log loss and Brier per model, "
         "overall, per carrier and origin and per day, and the paired difference (DeLong for "
