@@ -199,7 +199,8 @@ def compare(
     for kind in SLICE_KINDS:
         if kind not in paired:
             continue
-        for key, rows in paired.groupby(paired[kind].fillna("?").astype(str), sort=True):
+        # Flights without a departure record (cancelled: never labelled) count overall only.
+        for key, rows in paired.dropna(subset=[kind]).groupby(kind, sort=True):
             slices.append(judge(f"{kind}={key}", rows))
     days = paired["prediction_time"].dt.tz_convert(UTC).dt.strftime("%Y-%m-%d")
     daily = [judge(str(day), rows) for day, rows in paired.groupby(days, sort=True)]

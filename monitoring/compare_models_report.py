@@ -7,6 +7,7 @@ import html
 import io
 from datetime import UTC, datetime
 
+from matplotlib import dates
 from matplotlib.figure import Figure
 from rich.table import Table
 
@@ -40,20 +41,23 @@ def _rows(result: Comparison) -> list[SliceComparison]:
 def comparison_table(result: Comparison) -> Table:
     table = Table(
         title=f"{result.challenger} vs champion {', '.join(result.champions)}: "
-        "challenger - champion, 95% CI",
+        "challenger - champion [95% CI]",
         show_edge=False,
     )
     table.add_column("slice")
     table.add_column("labelled", justify="right")
+    table.add_column("ROC-AUC", justify="right", no_wrap=True)
     for metric in METRICS:
-        table.add_column(NAMES[metric], justify="right")
-        table.add_column(f"{NAMES[metric]} diff", justify="right")
-    table.add_column("verdict")
+        table.add_column(f"{NAMES[metric]} diff", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
     for part in _rows(result):
-        cells = [part.slice, f"{part.labelled:,}"]
-        for metric in METRICS:
-            m = part.metrics[metric]
-            cells += [f"{_num(m.champion)} -> {_num(m.challenger)}", _interval(m)]
+        auc = part.metrics["roc_auc"]
+        cells = [
+            part.slice,
+            f"{part.labelled:,}",
+            f"{_num(auc.champion)} -> {_num(auc.challenger)}",
+        ]
+        cells += [_interval(part.metrics[metric]) for metric in METRICS]
         color = {BETTER: "green", WORSE: "red"}.get(part.verdict, "dim")
         cells.append(f"[{color}]{part.verdict}[/{color}]")
         table.add_row(*cells)
@@ -85,7 +89,9 @@ def daily_plot(result: Comparison) -> str:
         ax.set_ylabel(NAMES[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    axes[0].set_title("per day, flights with a known outcome")
+    axes[0].set_title("per day of prediction, flights with a known outcome")
+    axes[1].xaxis.set_major_locator(dates.AutoDateLocator(minticks=2, maxticks=12))
+    axes[1].xaxis.set_major_formatter(dates.DateFormatter("%Y-%m-%d"))
     axes[1].tick_params(axis="x", labelrotation=30)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
