@@ -58,6 +58,37 @@ def log_paired(settings, champion: tuple[str, object], challenger: tuple[str, ob
     return rows
 
 
+def render_in_chromium(page: Path) -> str:
+    """The DOM real headless Chromium builds from ``page``; its daily plot must decode."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "chromium is not installed (apt-get install -y chromium)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    # The image's natural width, written into the DOM by a script Chromium runs.
+    probe = page.with_name("probe.html")
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            "<script>addEventListener('load', () => "
+            "{ document.body.dataset.plot = document.images[0].naturalWidth; });</script>"
+            "</body>",
+        )
+    )
+    dom = subprocess.run(
+        [binary, *flags, "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    probe.unlink()
+    width = int(dom.split('data-plot="', 1)[1].split('"', 1)[0])
+    assert width > 300, "the daily plot did not decode"
+    return dom
+
+
 def audit(settings) -> list[dict]:
     from training.promotion import read_audit
 
@@ -130,7 +161,9 @@ def test_a_worse_challenger_is_reported_worse_and_refused(live, good, weak, caps
     assert result["champions"] == [champion]
     assert result["roles"] == {"shadow": len(weak.valid_proba)}
     assert {"carrier=UA", "origin=EWR"} <= {s["slice"] for s in result["slices"]}
-    assert "data:image/png;base64," in (out / "compare_models.html").read_text()
+    page = render_in_chromium(out / "compare_models.html")
+    assert '<span id="verdict">worse</span>' in page
+    assert "carrier=UA" in page and "DeLong" in page
 
     before = stages(live)
     assert cli("models", "promote", challenger, "--live", "--window", *WINDOW) == 3
