@@ -35,11 +35,10 @@ from training.promotion import (
     Outcome,
     _swap_champion,
     append_audit,
-    champions,
     read_history,
     require_promotable,
 )
-from training.registry import ModelRecord, RegistryError, get_model, registry_lock
+from training.registry import ModelRecord, RegistryError, champions, get_model, registry_lock
 
 log = logging.getLogger(__name__)
 
