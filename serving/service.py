@@ -57,6 +57,8 @@ class Prediction(BaseModel):
     missing_features: list[str]
     stale_features: list[str]
     unknown_aircraft: bool
+    model_tag: str = Field(description="the model that answered this flight")
+    role: str = Field(description="champion, or canary when a canary challenger answered")
 
 
 class Predictions(BaseModel):
@@ -65,6 +67,9 @@ class Predictions(BaseModel):
     a JSON schema it rebuilds on every response (a tenth of a worker's CPU per call)."""
 
     model: ModelInfo
+    challenger: dict[str, str] | None = Field(
+        default=None, description="the challenger in rollout (tag, role), if any"
+    )
     predictions: list[Prediction]
     imputation: str
 
@@ -130,18 +135,22 @@ class FlightDelayService:
             return json_response(
                 {"error": f"online features unavailable, try again shortly: {err}"}
             )
-        champion = self.predictor.champion
+        champion = scored.scores[0].model
         METRICS.observe(scored, len(flights))
         if self.served is not None:
-            self.served.log(
-                flights,
-                scored.features,
-                champion.model_inputs,
-                scored.probabilities,
-                scored.served_at,
-                champion.tag,
-            )
+            # Every model's probability for every flight, each under its tag and role.
+            for model_scores in scored.scores:
+                self.served.log(
+                    flights,
+                    scored.features,
+                    model_scores.model.model_inputs,
+                    model_scores.probabilities,
+                    scored.served_at,
+                    model_scores.model.tag,
+                    role=model_scores.role,
+                )
             METRICS.served_rows_dropped.set(self.served.dropped)
+        challenger = scored.scores[1] if len(scored.scores) > 1 else None
         return json_response(
             {
                 "model": {
@@ -149,6 +158,9 @@ class FlightDelayService:
                     "feature_service": champion.feature_service,
                     "threshold": champion.threshold,
                 },
+                "challenger": (
+                    {"tag": challenger.model.tag, "role": challenger.role} if challenger else None
+                ),
                 "predictions": [
                     {
                         "flight_id": flight.flight_id,
@@ -157,6 +169,8 @@ class FlightDelayService:
                         "missing_features": scored.missing[i],
                         "stale_features": scored.stale[i],
                         "unknown_aircraft": scored.unknown_aircraft[i],
+                        "model_tag": scored.answered_by[i].model.tag,
+                        "role": scored.answered_by[i].role,
                     }
                     for i, flight in enumerate(flights)
                 ],
@@ -173,12 +187,24 @@ class FlightDelayService:
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
-        champion = self.predictor.champion
+        active = self.predictor.active
+        champion, challenger, rollout = active.champion, active.challenger, active.rollout
         return {
             "tag": champion.tag,
             "feature_service": champion.feature_service,
             "threshold": champion.threshold,
             "inputs": champion.model_inputs,
+            "challenger": (
+                {
+                    "tag": challenger.tag,
+                    "feature_service": challenger.feature_service,
+                    "mode": rollout.mode,
+                    "percent": rollout.percent,
+                    "until": rollout.until,
+                }
+                if challenger is not None and rollout is not None
+                else None
+            ),
         }
 
     @bentoml.on_shutdown
