@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_repo.settings import Settings
-from model_registry import MODEL_NAME, open_model_store
+from model_registry import MODEL_NAME, open_model_store, resolve_data_path
 
 ARTIFACT_FILE = "saved_model.pkl"  # what bentoml.sklearn.load_model reads
 MODEL_YAML = "model.yaml"
@@ -81,43 +81,9 @@ def model_problems(path: Path | str, metadata: dict[str, Any], data_dir: Path) -
     reference = metadata.get("reference_profile")
     if not reference:
         problems.append("no reference profile is attached")
-    elif not (resolved := resolve_stored_path(reference, data_dir)).is_file():
+    elif not (resolved := resolve_data_path(data_dir, reference)) or not resolved.is_file():
         problems.append(f"reference profile {resolved} is missing")
     return problems
-
-
-def resolve_stored_path(value: str | Path, data_dir: Path) -> Path:
-    """A path stored in the data dir (metadata, manifests), as a path in *this* data dir.
-
-    New entries are stored relative to the data dir, so a copied data dir reads
-    its own files. Older entries hold absolute paths; one that points into
-    another data dir (``.../<data dir>/monitoring/...``) is re-rooted here, so a
-    copy never reads the original's files, even when its own copy is missing.
-    """
-    path = Path(value)
-    if not path.is_absolute():
-        return data_dir / path
-    if path.is_relative_to(data_dir):
-        return path
-    for top in _DATA_DIR_TOPS:
-        if top in path.parts:
-            index = len(path.parts) - 1 - path.parts[::-1].index(top)
-            return data_dir.joinpath(*path.parts[index:])
-    return path
-
-
-def stored_path(path: Path, data_dir: Path) -> str:
-    """How a path is written into metadata: relative to the data dir when inside it."""
-    resolved = Path(path).resolve()
-    root = data_dir.resolve()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
-
-
-# The data dir's top-level folders, by which an old absolute path is re-rooted.
-_DATA_DIR_TOPS = (
-    *("monitoring", "reports", "datasets", "bentoml"),
-    *("features", "raw", "state", "feast"),
-)
 
 
 def one_line(err: BaseException) -> str:

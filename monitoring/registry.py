@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from feature_repo.settings import Settings
-from model_registry import MODEL_NAME, STAGE_LABEL, open_model_store, pick_champion
-from model_registry.integrity import resolve_stored_path, scan_models
+from model_registry import (
+    MODEL_NAME,
+    STAGE_LABEL,
+    open_model_store,
+    pick_champion,
+    resolve_data_path,
+)
+from model_registry.integrity import scan_models
 
 
 class RegistryLookupError(LookupError):
@@ -28,7 +34,8 @@ class ModelInfo:
     tag: str
     stage: str
     metadata: dict[str, Any] = field(repr=False)
-    data_dir: Path | None = None  # the data dir the metadata's paths are relative to
+    # Metadata paths are relative to the data dir (older models recorded absolute ones).
+    data_dir: Path = field(default=Path("."), repr=False)
 
     @property
     def threshold(self) -> float | None:
@@ -55,10 +62,7 @@ class ModelInfo:
 
     @property
     def reference_profile(self) -> Path | None:
-        value = self.metadata.get("reference_profile")
-        if not value:
-            return None
-        return resolve_stored_path(value, self.data_dir) if self.data_dir else Path(value)
+        return resolve_data_path(self.data_dir, self.metadata.get("reference_profile"))
 
 
 def _store(settings: Settings) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -108,7 +108,9 @@ def _offset_minutes(moment: datetime) -> int:
 
 
 def request_model(
-    airports: frozenset[str], carriers: frozenset[str], zones: Mapping[str, str] | None = None
+    airports: Container[str],
+    carriers: Container[str],
+    zones: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
 ) -> type[FlightRequest]:
     """``FlightRequest`` that also rejects airports and carriers the system has never seen.
 
@@ -120,12 +122,20 @@ def request_model(
 
     from pydantic import field_validator, model_validator
 
-    local_zones = {code: ZoneInfo(name) for code, name in (zones or {}).items()}
+    local_zones: dict[str, ZoneInfo] = {}
+    loaded: list[bool] = []
+
+    def zone_of(code: str) -> ZoneInfo | None:
+        if not loaded:  # read on first use: `bentoml build` imports without a data dir
+            names = zones() if callable(zones) else (zones or {})
+            local_zones.update({c: ZoneInfo(n) for c, n in names.items()})
+            loaded.append(True)
+        return local_zones.get(code)
 
     class KnownFlightRequest(FlightRequest):
         @model_validator(mode="after")
         def _origin_local_time(self) -> KnownFlightRequest:
-            zone = local_zones.get(self.origin)
+            zone = zone_of(self.origin)
             if zone is not None:
                 self.sched_dep = self.sched_dep.astimezone(zone)
             return self
@@ -170,6 +180,28 @@ def known_codes(raw_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
         frozenset(airports.column("faa").to_pylist()),
         frozenset(carriers.column("carrier").to_pylist()),
     )
+
+
+class KnownCodes(Container[str]):
+    """Airports or carriers of the raw layer, read at the first lookup rather than at
+    import: a service module must import without a data directory (``bentoml build``
+    imports it to write the API schema)."""
+
+    def __init__(self, raw_dir: Path, which: int) -> None:
+        self.raw_dir = raw_dir
+        self.which = which  # 0: airports, 1: carriers (known_codes' order)
+        self._codes: frozenset[str] | None = None
+
+    def __contains__(self, code: object) -> bool:
+        if self._codes is None:
+            self._codes = known_codes(self.raw_dir)[self.which]
+        return code in self._codes
+
+
+def lazy_request_model(raw_dir: Path) -> type[FlightRequest]:
+    """:func:`request_model` with the raw layer's codes, read on first validation."""
+    zones = functools.partial(origin_zones, raw_dir)
+    return request_model(KnownCodes(raw_dir, 0), KnownCodes(raw_dir, 1), zones=zones)
 
 
 def scheduled_flights(day: date, source_dir: Path | None = None) -> list[dict[str, Any]]:

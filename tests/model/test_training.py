@@ -94,10 +94,19 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert meta["slices"]["carrier"]["AA"]["rows"] > 0
     assert meta["threshold"] == trained.threshold
     assert meta["git_commit"]
-    # train writes the whylogs reference profile first; the entry names it relative to
-    # the data dir, so that a copied data dir reads its own
-    reference = Path(meta["reference_profile"])
-    assert not reference.is_absolute() and (pipeline.settings.data_dir / reference).is_file()
+    # train attaches the whylogs reference profile through the registry's hook
+    assert meta["reference_profile"] and not Path(meta["reference_profile"]).is_absolute()
+    reference_path = pipeline.settings.data_dir / meta["reference_profile"]
+    assert reference_path.is_file()
+    # ... with the model's permutation importance, and its drift calibration beside it
+    from monitoring.calibration import null_path, read_calibration
+    from monitoring.profiles import read_profile
+
+    reference = read_profile(reference_path)
+    importance = json.loads(reference.metadata["feature_importance"])
+    assert set(importance) == set(meta["model_inputs"]) and max(importance.values()) > 0
+    calibration = read_calibration(null_path(reference_path))
+    assert calibration.matches(reference) and calibration.windows[7] > 0
 
     loaded = load_pipeline(pipeline.settings, record.tag)
     valid = trained.split.valid
@@ -107,7 +116,8 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert metrics["metrics"] == meta["metrics"] and metrics["tag"] == record.tag
     assert metrics["slices"] == trained.evaluation["slices"]
     html = registered.report_html.read_text()
-    assert html.count("data:image/png;base64,") == 5
+    # five headline plots, and the model card's calibration plot per slice family
+    assert html.count("data:image/png;base64,") == 5 + 3
     assert registered.report_html.parent.name == record.version
 
 
@@ -130,14 +140,17 @@ def test_a_stored_training_set_is_reused_while_nothing_behind_it_changed(
     pipeline, training_set
 ) -> None:
     from training.dataset import fingerprint
-    from training.trainset import expected_manifest, load_or_build, reusable
+    from training.trainset import expected_manifest, find_stored, load_or_build
 
     found, reused = load_or_build(pipeline.settings, *_window(training_set), store=pipeline.store)
     assert reused and found.path == training_set.path
     assert fingerprint(found.frame) == training_set.manifest["fingerprint"]
     expected = expected_manifest(pipeline.settings, *_window(training_set), pipeline.store)
-    assert reusable(training_set.path, dict(expected, raw_watermark="2013-03-31")) is None
-    assert reusable(training_set.path, dict(expected, features=expected["features"][1:])) is None
+    assert find_stored(pipeline.settings, expected).path == training_set.path
+    later = dict(expected, as_of="2013-03-31T00:00:00+00:00")
+    assert find_stored(pipeline.settings, later) is None
+    fewer = dict(expected, features=expected["features"][1:])
+    assert find_stored(pipeline.settings, fewer) is None
 
 
 def _window(training_set):
