@@ -55,6 +55,7 @@ class World:
             REDIS_URL=self.settings.redis_url or "",
             FEASTLINE_NOW=NOW.isoformat(),
             PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+            COLUMNS="200",  # tables too wide for 80 columns would shorten the tags
         )
         env.pop("FEASTLINE_API_KEY", None)
         env.update(extra)
