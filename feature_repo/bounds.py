@@ -19,16 +19,18 @@ class WindowRefused(ValueError):
     """A window the command will not run; the message says why and what would be valid."""
 
 
-def check_through(through: date, last_event: datetime | None, now: datetime | None = None) -> None:
-    """``through`` (a UTC day, inclusive) must not pass the source's end nor the wall clock."""
+def check_through(
+    through: date | datetime, last_event: datetime | None, now: datetime | None = None
+) -> None:
+    """``through`` (a UTC day, inclusive, or an instant) must not pass the source's end
+    nor the wall clock."""
     now = now or datetime.now(UTC)
-    if through > now.date():
-        raise WindowRefused(
-            f"--through {through} is in the future (the wall clock says {now.date()})"
-        )
+    day = through.date() if isinstance(through, datetime) else through
+    if day > now.date() or (isinstance(through, datetime) and _utc(through) > now):
+        raise WindowRefused(f"--through {through} is in the future (the wall clock says {now})")
     if last_event is not None:
         limit = (last_event + SOURCE_MARGIN).date()
-        if through > limit:
+        if day > limit:
             raise WindowRefused(
                 f"--through {through} is past the source's last event ({last_event:%Y-%m-%d %H:%M} "
                 f"UTC) plus {SOURCE_MARGIN.days} day; the latest accepted is {limit}"
@@ -39,3 +41,7 @@ def check_window(start: object, end: object, what: str = "window") -> None:
     """A window's start must come before its end (dates or instants)."""
     if start >= end:  # type: ignore[operator]
         raise WindowRefused(f"{what} is reversed or empty: start {start} is not before end {end}")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
