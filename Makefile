@@ -106,6 +106,12 @@ reproduce: $(STAMP) ## rebuild a model's training set as of its watermark, refit
 bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full year and 10x
 	$(BIN)/python bench/train.py
 
+# Its own data dir (default /tmp/feastline-bench-retraining; the full-year set and each
+# policy's scores are cached there). BENCH_RETRAINING_ARGS passes flags, e.g. --policies naive,hl90.
+.PHONY: bench-retraining
+bench-retraining: $(STAMP) ## retraining policies vs static and naive monthly: ROC-AUC by month, paired CIs, retrain time
+	$(BIN)/python bench/retraining_policies.py $(BENCH_RETRAINING_ARGS)
+
 # Slow (the Dask engines take tens of minutes at 10x); BENCH_OFFLINE_ARGS passes flags.
 .PHONY: bench-offline
 bench-offline: $(STAMP) ## training set on DuckDB vs Feast's file (Dask) store: time, memory, agreement, 1x and 10x
