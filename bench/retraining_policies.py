@@ -78,7 +78,7 @@ TIME_COLUMN = "sched_dep_ts"
 PREDICTION_TIME = "event_timestamp"
 DEFAULT_DATA_DIR = Path("/tmp/feastline-bench-retraining")
 SEED = 42
-console = Console(width=max(Console().width, 120))
+console = Console(width=max(Console().width, 150))
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ POLICIES = [
     Policy("no_month", drop=("sched_month",), note="naive without sched_month"),
     Policy("slide90", window_days=90, note="monthly, sliding 90-day window"),
     Policy("biweekly", every_days=14, note="every 14 days, expanding"),
+    Policy("biweekly_hl90", every_days=14, half_life_days=90, note="every 14 d, half-life 90 d"),
     Policy(
         "biweekly_hl90_no_month",
         every_days=14,
@@ -159,6 +160,15 @@ def static_champion(frame: pd.DataFrame, manifest: dict[str, Any], ids: set[Any]
     return fit_and_evaluate(TrainingSet(manifest=manifest, loaded=window), config)
 
 
+def kept_features(features: list[str], drop: tuple[str, ...]) -> list[str]:
+    """``features`` without those named in ``drop``, by full name or by the name after
+    the view (``flight_request_features__sched_month`` is dropped by ``sched_month``)."""
+    dropped = [f for f in features if f in drop or f.split("__")[-1] in drop]
+    if unmatched := set(drop) - {f.split("__")[-1] for f in dropped} - set(dropped):
+        raise ValueError(f"no feature named {sorted(unmatched)} to drop; have {features}")
+    return [f for f in features if f not in dropped]
+
+
 def retrain(
     policy: Policy,
     frame: pd.DataFrame,
@@ -172,7 +182,7 @@ def retrain(
     if policy.window_days is not None:
         rows = rows[rows[TIME_COLUMN] >= instant - pd.Timedelta(days=policy.window_days)]
     rows = rows.reset_index(drop=True)
-    inputs = model_inputs(rows, [f for f in features if f not in policy.drop], label)
+    inputs = model_inputs(rows, kept_features(features, policy.drop), label)
     started = time.perf_counter()
     if policy.search:
         # The training package's own search: time-ordered CV over the default grid.
@@ -354,6 +364,8 @@ def main() -> int:
         for name in chosen:
             policy = known[name]
             key = {"policy": name, **asdict(policy), "params": params, **base_key}
+            if policy.drop:
+                key["inputs"] = kept_features(features, policy.drop)
             scored = cached(cache_path(args.data_dir, key), len(evaluation))
             if scored is None:
                 scored = score_policy(policy, frame, evaluation, ids_at, features, label, params)
