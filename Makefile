@@ -35,6 +35,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with its dev tools
 
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): $(STAMP)
+	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	$(BIN)/pip install --quiet -e ".[dev,spark]"
+	touch $(SPARK_STAMP)
+
+.PHONY: setup-spark
+setup-spark: $(SPARK_STAMP) ## add the Spark engine (pyspark, sqlglot; Java 17 from Debian) to .venv
+
 run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
 	$(BIN)/python -m feature_repo apply
@@ -60,10 +69,14 @@ status: $(STAMP) ## freshness of each feature view in the online store
 serve: $(STAMP) ## start the BentoML service on 127.0.0.1:3000 (champion model, online features)
 	$(BIN)/python -m serving serve --port 3000
 
+.PHONY: bento
+bento: $(STAMP) ## build the service's Bento (bentofile.yaml); `bentoml serve flight_delay_service:latest` runs it
+	BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml build .
+
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
 
-test: $(STAMP) ## run every test (needs Redis on 127.0.0.1:6379; .ci/run starts it)
+test: $(SPARK_STAMP) ## run every test (needs Redis on 127.0.0.1:6379, which .ci/run starts; installs the Spark extra)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
@@ -82,6 +95,13 @@ bench-materialize: $(STAMP) ## Redis materialization: rows/s vs a raw ceiling; c
 	$(BIN)/python bench/materialize.py $(BENCH_MATERIALIZE_ARGS)
 
 # Needs `make run` first and Redis on 127.0.0.1:6379; flushes db 10 (--redis-url to change).
+# Paired live comparison of a challenger in shadow or canary with the champion; exit 3 if worse.
+CHALLENGER ?=
+COMPARE_ARGS ?=
+.PHONY: compare-models
+compare-models: $(STAMP) ## champion vs CHALLENGER on the same live flights: paired CIs, verdict, HTML
+	$(BIN)/python -m monitoring compare-models --challenger $(CHALLENGER) $(COMPARE_ARGS)
+
 .PHONY: bench-serving
 bench-serving: $(STAMP) ## our service vs a naive BentoML service vs in-process: p50, p99, req/s, ratios
 	$(BIN)/python bench/serving.py $(BENCH_SERVING_ARGS)
@@ -116,6 +136,11 @@ bench-retraining: $(STAMP) ## retraining policies vs static and naive monthly: R
 .PHONY: bench-offline
 bench-offline: $(STAMP) ## training set on DuckDB vs Feast's file (Dask) store: time, memory, agreement, 1x and 10x
 	$(BIN)/python bench/offline.py $(BENCH_OFFLINE_ARGS)
+
+# Needs `make setup-spark`; starts (and stops) its own standalone Spark master and worker.
+.PHONY: bench-feature-build
+bench-feature-build: $(SPARK_STAMP) ## feature build on DuckDB vs Spark (standalone cluster) at 1x, 10x, 30x: wall, CPU, memory
+	$(BIN)/python bench/feature_build.py $(BENCH_FEATURE_BUILD_ARGS)
 
 # Drift check for cron or CI: exit 3 when the drift policy fails, 2 on a bad profile.
 REFERENCE ?=

@@ -52,3 +52,8 @@ def reference_path(settings: Settings, model_tag: str) -> Path:
     beside the store and the model's metadata records its path.
     """
     return settings.monitoring_dir / "references" / f"{model_tag.replace(':', '-')}.bin"
+
+
+def challenger_profiles_dir(settings: Settings, model_tag: str) -> Path:
+    """A challenger's served-data profiles during a rollout, apart from the champion's."""
+    return settings.monitoring_dir / "challenger_profiles" / model_tag.replace(":", "-")

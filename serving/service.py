@@ -21,6 +21,7 @@ from starlette.responses import Response
 from feature_repo.settings import Settings
 from feature_repo.store import quiet_feast_warnings
 from serving.api_key import ApiKeyMiddleware
+from serving.freshness_gauge import FreshnessGauges
 from serving.serving_logs import configure_service_logging
 from serving.serving_metrics import METRICS
 
@@ -35,7 +36,9 @@ RELOAD_CHECK_SECONDS = float(os.environ.get("FEASTLINE_RELOAD_CHECK_SECONDS", "5
 PROFILING = os.environ.get("FEASTLINE_PROFILING", "on").lower() not in ("0", "off", "false", "no")
 
 _requests = __import__(f"{SETTINGS.dataset_module}.requests", fromlist=["requests"])
-FlightRequest = _requests.request_model(*_requests.known_codes(SETTINGS.raw_dir))
+# Airports and carriers are read from the data directory at the first request, not
+# here: `bentoml build` imports this module with no data directory at all.
+FlightRequest = _requests.lazy_request_model(SETTINGS.raw_dir)
 Flights = Annotated[list[FlightRequest], Field(min_length=1, max_length=MAX_FLIGHTS)]  # type: ignore[valid-type]
 
 log = logging.getLogger("serving")
@@ -54,6 +57,8 @@ class Prediction(BaseModel):
     missing_features: list[str]
     stale_features: list[str]
     unknown_aircraft: bool
+    model_tag: str = Field(description="the model that answered this flight")
+    role: str = Field(description="champion, or canary when a canary challenger answered")
 
 
 class Predictions(BaseModel):
@@ -62,6 +67,9 @@ class Predictions(BaseModel):
     a JSON schema it rebuilds on every response (a tenth of a worker's CPU per call)."""
 
     model: ModelInfo
+    challenger: dict[str, str] | None = Field(
+        default=None, description="the challenger in rollout (tag, role), if any"
+    )
     predictions: list[Prediction]
     imputation: str
 
@@ -75,7 +83,9 @@ def json_response(body: dict[str, Any]) -> Response:
     workers=WORKERS,
     threads=THREADS,
     traffic={"timeout": 30},
-    http={"host": "127.0.0.1", "port": 3000},
+    # Loopback unless told otherwise (the Bento's container image sets 0.0.0.0);
+    # `bentoml serve --host` and BENTOML_HOST override both.
+    http={"host": os.environ.get("FEASTLINE_SERVING_HOST", "127.0.0.1"), "port": 3000},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     logging={"access": {"enabled": False}},
     # BentoML's OpenTelemetry middleware builds a span per request even at its default
@@ -92,7 +102,9 @@ class FlightDelayService:
 
         configure_service_logging()
         started = time.perf_counter()
+        _requests.known_codes(SETTINGS.raw_dir)  # no raw layer: fail at start-up, by name
         self.predictor = Predictor(SETTINGS)
+        self.freshness = FreshnessGauges(SETTINGS)
         if RELOAD_CHECK_SECONDS > 0:
             self.predictor.watch_registry(RELOAD_CHECK_SECONDS)
         self.served = None
@@ -123,18 +135,22 @@ class FlightDelayService:
             return json_response(
                 {"error": f"online features unavailable, try again shortly: {err}"}
             )
-        champion = self.predictor.champion
+        champion = scored.scores[0].model
         METRICS.observe(scored, len(flights))
         if self.served is not None:
-            self.served.log(
-                flights,
-                scored.features,
-                champion.model_inputs,
-                scored.probabilities,
-                scored.served_at,
-                champion.tag,
-            )
+            # Every model's probability for every flight, each under its tag and role.
+            for model_scores in scored.scores:
+                self.served.log(
+                    flights,
+                    scored.features,
+                    model_scores.model.model_inputs,
+                    model_scores.probabilities,
+                    scored.served_at,
+                    model_scores.model.tag,
+                    role=model_scores.role,
+                )
             METRICS.served_rows_dropped.set(self.served.dropped)
+        challenger = scored.scores[1] if len(scored.scores) > 1 else None
         return json_response(
             {
                 "model": {
@@ -142,6 +158,9 @@ class FlightDelayService:
                     "feature_service": champion.feature_service,
                     "threshold": champion.threshold,
                 },
+                "challenger": (
+                    {"tag": challenger.model.tag, "role": challenger.role} if challenger else None
+                ),
                 "predictions": [
                     {
                         "flight_id": flight.flight_id,
@@ -150,6 +169,8 @@ class FlightDelayService:
                         "missing_features": scored.missing[i],
                         "stale_features": scored.stale[i],
                         "unknown_aircraft": scored.unknown_aircraft[i],
+                        "model_tag": scored.answered_by[i].model.tag,
+                        "role": scored.answered_by[i].role,
                     }
                     for i, flight in enumerate(flights)
                 ],
@@ -166,16 +187,29 @@ class FlightDelayService:
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
-        champion = self.predictor.champion
+        active = self.predictor.active
+        champion, challenger, rollout = active.champion, active.challenger, active.rollout
         return {
             "tag": champion.tag,
             "feature_service": champion.feature_service,
             "threshold": champion.threshold,
             "inputs": champion.model_inputs,
+            "challenger": (
+                {
+                    "tag": challenger.tag,
+                    "feature_service": challenger.feature_service,
+                    "mode": rollout.mode,
+                    "percent": rollout.percent,
+                    "until": rollout.until,
+                }
+                if challenger is not None and rollout is not None
+                else None
+            ),
         }
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
+        self.freshness.close()
         self.predictor.close()
         if self.served is not None:
             self.served.close()

@@ -10,7 +10,11 @@ TTLs say how long a value stays a fair description of "now" in offline
 (point-in-time) retrieval:
 
 - weather is observed hourly; a reading older than 2 hours is missing, not current;
-- congestion snapshots are hourly; carrier and route snapshots are daily;
+- congestion snapshots are hourly, carrier and route snapshots daily; a TTL is the
+  period plus a grace (30 min; a day for daily ones: the offline store's TTL takes
+  one time unit, whole days or seconds), so the snapshot in the online store stays
+  valid until the scheduled step (every 15 min) brings the next one. Offline, the
+  newest snapshot is always less than one period old, so no training value changes;
 - an aircraft's last landing stops being informative after 2 days on the ground;
 - plane attributes never expire.
 """
@@ -28,15 +32,35 @@ from feast.value_type import ValueType
 from feature_repo.flights import FEATURE_SERVICE_NAME
 from feature_repo.settings import Settings
 
-_features_dir = Settings.from_env().features_dir
+_settings = Settings.from_env()
+_features_dir = _settings.features_dir
 
 
-def _source(name: str) -> FileSource:
+def _source(name: str) -> Any:
+    if _settings.engine == "spark":
+        return _spark_source(name)
     return FileSource(
         name=f"{name}_source",
         path=str(_features_dir / name / "date=*" / "part-0.parquet"),
         timestamp_field="event_timestamp",
         created_timestamp_column="created",
+        description=f"feature_repo/flights/sql/{name}.sql, partitioned by event day",
+    )
+
+
+def _spark_source(name: str) -> Any:
+    """The same table for Feast's Spark offline store (FEASTLINE_ENGINE=spark): the
+    table's folder, its ``date=`` partitions pruned by Feast to the days a query needs."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    return SparkSource(
+        name=f"{name}_source",
+        path=str(_features_dir / name),
+        file_format="parquet",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+        date_partition_column="date",
+        date_partition_column_format="%Y-%m-%d",
         description=f"feature_repo/flights/sql/{name}.sql, partitioned by event day",
     )
 
@@ -119,7 +143,7 @@ _trailing_schema = [
 carrier_perf_7d = FeatureView(
     name="carrier_perf_7d",
     entities=[carrier],
-    ttl=timedelta(days=1),
+    ttl=timedelta(days=2),
     schema=list(_trailing_schema),
     source=_source("carrier_perf_7d"),
     online=True,
@@ -129,7 +153,7 @@ carrier_perf_7d = FeatureView(
 route_perf_28d = FeatureView(
     name="route_perf_28d",
     entities=[origin, dest],
-    ttl=timedelta(days=1),
+    ttl=timedelta(days=2),
     schema=list(_trailing_schema),
     source=_source("route_perf_28d"),
     online=True,
@@ -139,7 +163,7 @@ route_perf_28d = FeatureView(
 origin_congestion_3h = FeatureView(
     name="origin_congestion_3h",
     entities=[origin],
-    ttl=timedelta(hours=1),
+    ttl=timedelta(hours=1, minutes=30),
     schema=[
         Field(name="departures", dtype=Int64),
         Field(name="cancellations", dtype=Int64),
