@@ -22,18 +22,28 @@ SERVE_PORT ?= 3000
 MONITOR_ARGS ?= --exclude flight_request_features__sched_month
 PYTEST_ARGS ?=
 
-.PHONY: help setup run features materialize schedule status serve dataset test test-code test-data lint format bench clean clean-data
+.PHONY: help setup lock run features materialize schedule status serve dataset test test-code test-data lint format bench clean clean-data
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# Every install is the same: the exact versions and hashes in requirements.lock
+# (runtime and dev tools), then the project itself without resolving anything.
+LOCK := requirements.lock
+LOCK_ARGS ?=
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project with its dev tools
+setup: $(STAMP) ## create .venv and install the locked versions (requirements.lock) and the project
+
+# Keeps the current pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade takes the newest.
+lock: $(STAMP) ## recompile requirements.lock (exact versions, hashes) from pyproject.toml and its dev extra
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
