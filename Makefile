@@ -45,7 +45,7 @@ lock: $(STAMP) ## recompile requirements.lock (exact versions, hashes) from pypr
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
-run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report
+run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report, overview page
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
 	$(BIN)/python -m feature_repo apply
 	$(BIN)/python -m feature_repo materialize --now $(NOW)
@@ -54,6 +54,7 @@ run: $(STAMP) ## the main job: features, online store, training set, model, serv
 	$(BIN)/python -m training train --train-start $(TRAIN_START) --train-end $(FIT_END) --valid-end $(TRAIN_END) --promote $(TRAIN_ARGS)
 	FEASTLINE_PROFILE_INTERVAL=1d $(BIN)/python -m serving demo --start $(SERVE_START) --days $(SERVE_DAYS) --port $(SERVE_PORT)
 	$(BIN)/python -m monitoring compare $(MONITOR_ARGS) || [ $$? -eq 3 ]
+	$(BIN)/python -m monitoring overview
 
 features: $(STAMP) ## ingest raw data through TRAIN_END and update the feature tables
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from feature_repo.cli_support import iso_date, run_cli
+from feature_repo.cli_support import iso_date, run_cli, stdout_console
 from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
 from feature_repo.validation import BatchRejected
 
-console = Console()
+console = stdout_console()
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:

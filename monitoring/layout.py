@@ -52,3 +52,8 @@ def reference_path(settings: Settings, model_tag: str) -> Path:
     beside the store and the model's metadata records its path.
     """
     return settings.monitoring_dir / "references" / f"{model_tag.replace(':', '-')}.bin"
+
+
+def replay_summary_path(settings: Settings) -> Path:
+    """The last serving replay's figures (``python -m serving demo``), for the overview."""
+    return settings.reports_dir / "serving" / "replay.json"

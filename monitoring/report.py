@@ -55,7 +55,8 @@ def _whylogs_cell(column: ColumnDrift) -> str:
     return f"{wl.algorithm} p={_pvalue(wl.pvalue)} {wl.category or ''}".strip()
 
 
-def drift_table(result: DriftResult, title: str | None = None) -> Table:
+def drift_table(result: DriftResult, title: str | None = None, limit: int | None = None) -> Table:
+    """The columns most drifted first; only the first ``limit`` of them if given."""
     table = Table(title=title, show_edge=False)
     table.add_column("column", overflow="fold")
     table.add_column("kind")
@@ -64,7 +65,13 @@ def drift_table(result: DriftResult, title: str | None = None) -> Table:
     table.add_column("whylogs (not used for the verdict)")
     table.add_column("nulls ref→target", justify="right")
     table.add_column("verdict")
-    for c in ordered(result):
+    rows = ordered(result)
+    if limit is not None and len(rows) > limit:
+        table.caption = (
+            f"{len(rows) - limit} more columns, less drifted: see the report (-v lists all)"
+        )
+        rows = rows[:limit]
+    for c in rows:
         verdict = "[red]DRIFT[/red]" if c.drifted else "[green]ok[/green]"
         if c.column in result.policy.critical:
             verdict += " (critical)"

@@ -90,7 +90,7 @@ class FlightDelayService:
     def __init__(self) -> None:
         from serving.predictor import Predictor
 
-        configure_service_logging()
+        configure_service_logging(SETTINGS.data_dir)
         started = time.perf_counter()
         self.predictor = Predictor(SETTINGS)
         if RELOAD_CHECK_SECONDS > 0:

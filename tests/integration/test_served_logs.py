@@ -163,7 +163,7 @@ def test_profiles_and_logs_hold_every_served_flight_after_a_clean_shutdown(
     assert rows["flight_id"].isna().sum() == WITHOUT_ID
 
     # What the real service logged re-fetches identically from the offline store.
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_from_args", lambda *args: None)
     out = tmp_path / "skew"
     code = cli.main(["skew", "--data-dir", str(settings.data_dir), "--out", str(out)])
     report = json.loads((out / "skew.json").read_text())
