@@ -77,9 +77,10 @@ dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN
 test: $(STAMP) ## run every test (needs Redis on 127.0.0.1:6379; .ci/run starts it)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check, format check and the type check (mypy, configured in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -183,7 +183,7 @@ class FeatureBuilder:
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.features_dir))
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql}", used)
-            count = con.execute("SELECT count(*) FROM staged").fetchone()[0]
+            (count,) = con.execute("SELECT count(*) FROM staged").fetchone() or (0,)
             con.execute(
                 f"COPY (SELECT *, strftime(event_timestamp, '%Y-%m-%d') AS date FROM staged "
                 f"ORDER BY ALL) TO '{staging}' "
@@ -216,7 +216,11 @@ class FeatureBuilder:
             and window_start > EARLIEST
             and (not lookback.keys or previous.exists())
         )
-        since = window_start.date() - timedelta(days=lookback.raw_days) if incremental else None
+        since = (
+            window_start.date() - timedelta(days=lookback.raw_days)
+            if incremental and lookback is not None
+            else None
+        )
         create_raw_views(con, files, since)
         keys = lookback.keys if lookback else ()
         if not keys:  # never another query's

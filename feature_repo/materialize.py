@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
@@ -150,7 +150,7 @@ def _window_stats(
         f"SELECT count(DISTINCT ({key_list})), max(event_timestamp) "
         "FROM read_parquet($files) WHERE event_timestamp >= $start AND event_timestamp <= $end",
         {"files": [str(f) for f in files], "start": start, "end": end},
-    ).fetchone()
+    ).fetchone() or (0, None)
     con.close()
     return int(rows), newest.astimezone(UTC) if newest else None
 
@@ -172,7 +172,7 @@ class OnlineStoreMarker:
 
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
             try:
-                value = client.get(self.REDIS_KEY)
+                value = cast(bytes | None, client.get(self.REDIS_KEY))
             finally:
                 client.close()
             return value.decode() if value else None
@@ -295,7 +295,10 @@ class Materializer:
             order = {view.name: index for index, view in enumerate(views)}
             result.views = sorted(parts, key=lambda part: order[part.view])
             newer = self._materialize_views(
-                [(v, end + ONE_MICROSECOND, watermarks[v.name]) for v in newer_online],
+                [
+                    (v, end + ONE_MICROSECOND, cast(datetime, watermarks[v.name]))
+                    for v in newer_online
+                ],
                 advance=False,
             )
             for part in newer:
@@ -320,7 +323,8 @@ class Materializer:
             ingest(self.settings, through)
             return through
         builder = feature_builder(self.settings)
-        if builder.watermark() is None or builder.watermark() < raw_watermark:
+        built = builder.watermark()
+        if built is None or built < raw_watermark:
             builder.build()
         return None
 
@@ -378,8 +382,8 @@ class Materializer:
             WindowTask(
                 project=store.project,
                 feature_view=view,
-                start_time=result.window_start,
-                end_time=result.window_end,
+                start_time=cast(datetime, result.window_start),  # set for every write
+                end_time=cast(datetime, result.window_end),
                 tqdm_builder=lambda length: _NoProgress(),
                 source_files=[str(f) for f in files],
                 newest_wins=newest_wins,

@@ -15,7 +15,7 @@ import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from filelock import FileLock, Timeout
 
@@ -71,6 +71,8 @@ class RedisRunLock:
     def __init__(self, settings: Settings) -> None:
         import redis
 
+        if not settings.redis_url:
+            raise ValueError("the Redis run lock needs REDIS_URL")
         self._client = redis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
         )
@@ -126,7 +128,7 @@ class RedisRunLock:
         import redis
 
         try:
-            value = self._client.get(f"{self.KEY}:holder")
+            value = cast(bytes | None, self._client.get(f"{self.KEY}:holder"))
         except redis.exceptions.RedisError:
             return "unknown"
         return value.decode() if value else "unknown"

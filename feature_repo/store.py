@@ -94,7 +94,7 @@ def _bound_redis_retries(store: FeatureStore) -> None:
     from redis.retry import Retry
 
     online_store = store._get_provider().online_store
-    client = online_store._get_client(store.config.online_store)
+    client = online_store._get_client(store.config.online_store)  # type: ignore[attr-defined]
     client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2))
 
 
@@ -122,7 +122,7 @@ def apply_definitions(store: FeatureStore, settings: Settings) -> list[str]:
     module = definitions_module(settings)
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
 
-    objects = [
+    objects: list[Any] = [
         obj
         for obj in vars(module).values()
         if isinstance(obj, Entity | FeatureView | OnDemandFeatureView | FeatureService)

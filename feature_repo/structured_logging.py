@@ -205,7 +205,7 @@ def configure_logging(
     if verbosity < 1:
         # Python warnings (deprecations in libraries) are for developers: file only.
         console_handler.addFilter(lambda record: record.name != "py.warnings")
-    handlers = [console_handler]
+    handlers: list[logging.Handler] = [console_handler]
 
     path = None
     if command and logs_dir is not None:

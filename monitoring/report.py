@@ -10,7 +10,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -285,7 +285,7 @@ def render_html(
     target: Profile,
     *,
     title: str = "Drift report",
-    sources: dict[str, object] | None = None,
+    sources: Mapping[str, object] | None = None,
     on_column: Callable[[str], None] | None = None,
 ) -> str:
     esc = html.escape

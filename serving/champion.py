@@ -426,7 +426,7 @@ def load_champion(settings: Settings, tag: str | None = None) -> Champion:
     tag = tag or champion_tag(settings)
     store = open_model_store(settings)
     model = store.get(tag)
-    metadata = model.info.metadata
+    metadata: dict[str, Any] = dict(model.info.metadata)
     absent = [key for key in REQUIRED_METADATA if key not in metadata]
     if absent:
         raise NoChampion(f"model {tag} lacks registry metadata {absent}; re-register it")

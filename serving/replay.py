@@ -192,10 +192,10 @@ def replay_days(
                 ingest(settings, tick.date())  # ahead of the clock: see the module docstring
             materializer.run(now=tick, wait_seconds=60, ingest=False)
             clock.set(tick)
-            due = by_tick[tick]
-            for day in dict.fromkeys(d for d, _ in due):
+            sending = by_tick[tick]
+            for day in dict.fromkeys(d for d, _ in sending):
                 stats = ReplayStats()
-                send_flights(client, [f for d, f in due if d == day], batch, stats, headers)
+                send_flights(client, [f for d, f in sending if d == day], batch, stats, headers)
                 add_stats(per_day[day], stats)
                 add_stats(total, stats)
                 if on_day and last_tick[day] == tick:

@@ -66,7 +66,9 @@ class Predictions(BaseModel):
     imputation: str
 
 
-def json_response(body: dict[str, Any]) -> Response:
+def json_response(body: dict[str, Any]) -> Any:
+    """A ready response; typed Any because the endpoints declare ``Predictions`` (for the
+    schema) and return this in its place."""
     return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
 
 
@@ -144,7 +146,7 @@ class FlightDelayService:
                 },
                 "predictions": [
                     {
-                        "flight_id": flight.flight_id,
+                        "flight_id": flight.flight_id,  # type: ignore[attr-defined]
                         "late_probability": scored.probabilities[i],
                         "late": scored.decisions[i],
                         "missing_features": scored.missing[i],
@@ -185,4 +187,5 @@ class FlightDelayService:
 
 
 if api_key := os.environ.get("FEASTLINE_API_KEY"):
-    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=api_key)
+    # bentoml.service returns a Service, which its annotation calls the class.
+    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=api_key)  # type: ignore[attr-defined]

@@ -260,7 +260,8 @@ def _sql_quote(path: Path) -> str:
 def feature_refs(store: Any, service_name: str) -> tuple[list[str], list[str]]:
     """The service's feature references, plus the audit references for the leakage guard."""
     service = store.get_feature_service(service_name)
-    refs, audit = [], []
+    refs: list[str] = []
+    audit: list[str] = []
     for projection in service.feature_view_projections:
         view = projection.name_to_use()
         refs.extend(f"{view}:{feature.name}" for feature in projection.features)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from feature_repo.atomic_io import atomic_path
 from feature_repo.settings import Settings
@@ -269,7 +269,8 @@ def prepare_update(
         creation_time=info.creation_time,
     )
     target = Path(model.path) / MODEL_YAML_FILENAME
-    return PendingUpdate(target, new_info.dump(), target.stat().st_mode & 0o777)
+    text = cast(str, new_info.dump())  # BentoML types it None; without a stream it is the YAML
+    return PendingUpdate(target, text, target.stat().st_mode & 0o777)
 
 
 def update_model(
