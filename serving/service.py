@@ -95,6 +95,7 @@ class FlightDelayService:
         configure_service_logging(SETTINGS.data_dir)
         started = time.perf_counter()
         self.predictor = Predictor(SETTINGS)
+        METRICS.serving(self.predictor.champion.tag, self.predictor.champion.scorer.fast)
         if RELOAD_CHECK_SECONDS > 0:
             self.predictor.watch_registry(RELOAD_CHECK_SECONDS)
         self.served = None
@@ -126,6 +127,7 @@ class FlightDelayService:
                 {"error": f"online features unavailable, try again shortly: {err}"}
             )
         champion = self.predictor.champion
+        METRICS.serving(champion.tag, champion.scorer.fast)
         METRICS.observe(scored, len(flights))
         if self.served is not None:
             self.served.log(
@@ -136,7 +138,7 @@ class FlightDelayService:
                 scored.served_at,
                 champion.tag,
             )
-            METRICS.served_rows_dropped.set(self.served.dropped)
+            METRICS.dropped(self.served.dropped)
         return json_response(
             {
                 "model": {
@@ -174,6 +176,8 @@ class FlightDelayService:
             "feature_service": champion.feature_service,
             "threshold": champion.threshold,
             "inputs": champion.model_inputs,
+            # "fast": our tree walk; "fallback": the classifier's predict_proba.
+            "scorer": "fast" if champion.scorer.fast else "fallback",
         }
 
     @bentoml.on_shutdown
