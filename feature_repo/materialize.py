@@ -40,6 +40,7 @@ import duckdb
 
 from feature_repo.atomic_io import write_text
 from feature_repo.clock import Clock
+from feature_repo.feast_compat import provider
 from feature_repo.raw_layer import end_of_day
 from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
 from feature_repo.settings import Settings
@@ -397,7 +398,7 @@ class Materializer:
         failures: dict[str, BaseException] = {}
         try:
             started = time.perf_counter()
-            jobs = store._get_provider().batch_engine.materialize(store.registry, tasks)
+            jobs = provider(store).batch_engine.materialize(store.registry, tasks)
             took = time.perf_counter() - started
             for job, (view, files, result) in zip(jobs, writes, strict=True):
                 if job.status() == MaterializationJobStatus.ERROR:
@@ -446,7 +447,7 @@ class Materializer:
     def _ensure_online_tables(self) -> None:
         """Recreate what ``feast apply`` sets up in the online store (SQLite tables)."""
         store = self.store
-        store._get_provider().update_infra(
+        provider(store).update_infra(
             project=store.project,
             tables_to_delete=[],
             tables_to_keep=self.online_views(),

@@ -61,6 +61,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feature_repo.atomic_io import atomic_path, write_json, write_parquet
+from feature_repo.feast_compat import provider as feast_provider
 from feature_repo.feature_build import connect_raw
 from feature_repo.raw_layer import RawLayer, end_of_day
 from feature_repo.settings import PROJECT_ROOT, Settings
@@ -460,7 +461,7 @@ def _retrieve(
     Parquet file per chunk in ``scratch``, in time order."""
     plan = _plan(store, refs)
     sources = _PrunedSources(plan.views, scratch)
-    provider = store._get_provider()
+    provider = feast_provider(store)
     tally = _LeakageTally(audit_columns)
     parts: list[Path] = []
     for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS)):
