@@ -1,7 +1,7 @@
 """Finding and loading the champion model from the registry (the BentoML model store).
 
-Serving meets training only here, through the registry's contract (see the
-README): models named ``flight_delay``, the label ``stage=champion`` marks the
+Serving meets training only here, through the registry's contract (see
+docs/training.md): models named ``flight_delay``, the label ``stage=champion`` marks the
 one to serve, and ``metadata`` says which feature service, input columns and
 threshold it was trained with.
 

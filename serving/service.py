@@ -2,7 +2,7 @@
 
 Start it with ``python -m serving serve`` (or ``make serve``), which pins the
 model store and the bind address. Settings come from the environment
-(README, "Serving").
+(docs/serving.md).
 """
 
 from __future__ import annotations
