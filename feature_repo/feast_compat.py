@@ -1,8 +1,9 @@
 """Feast's private API, used here (and by the engine plugin, feature_repo/feast_engine.py).
 
 - Accessors for what ``FeatureStore`` does not expose: its provider (batch engine,
-  online store, infrastructure, offline retrieval), the Redis client of the online
-  store, and Feast's Arrow-to-proto conversion.
+  online store, infrastructure, offline retrieval for chosen views), the Redis
+  client of the online store, and Feast's Arrow-to-proto conversion; and the
+  clean-up of what a retrieval leaves in ibis's DuckDB connection (ibis internals).
 - Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
   Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`.
 
@@ -34,6 +35,43 @@ def convert_arrow_to_proto(table: Any, feature_view: Any, join_keys: Any) -> Any
     from feast.utils import _convert_arrow_to_proto
 
     return _convert_arrow_to_proto(table, feature_view, join_keys)
+
+
+def historical_features(store: Any, views: list[Any], refs: list[str], entity_df: Any) -> Any:
+    """The provider's point-in-time retrieval for the given batch views, with full feature
+    names and strict as-of on created timestamps: ``FeatureStore.get_historical_features``
+    without its own choice of views and sources (training/dataset.py narrows them)."""
+    return provider(store).get_historical_features(
+        config=store.config,
+        feature_views=views,
+        feature_refs=refs,
+        entity_df=entity_df,
+        registry=store.registry,
+        project=store.project,
+        full_feature_names=True,
+        filter_by_created_timestamp=True,
+    )
+
+
+def forget_retrieval_tables(job: Any) -> None:
+    """Drop what a retrieval registered in ibis's DuckDB connection.
+
+    ibis (12) keeps every in-memory table registered until the process exits, so
+    each chunk's entity rows would otherwise stay in memory; Feast's file reads
+    leave a view per source and call behind too.
+    """
+    import ibis
+    import ibis.expr.operations as ops
+
+    table = getattr(job, "table", None)
+    if table is None:
+        return
+    backend = ibis.get_backend()
+    for op in table.op().find((ops.InMemoryTable, ops.DatabaseTable)):
+        if isinstance(op, ops.InMemoryTable):
+            backend.con.unregister(op.name)
+        elif op.name.startswith("ibis_read_parquet_"):
+            backend.con.execute(f'DROP VIEW IF EXISTS "{op.name}"')
 
 
 def unpatched(name: str) -> Callable[..., Any]:

@@ -103,3 +103,12 @@ def test_arrow_rows_convert_to_online_protos(store: FeatureStore) -> None:
     assert values["speed"].double_val == 410.0
     # Naive UTC, as Feast's online stores expect.
     assert event_time == written.replace(tzinfo=None), UPGRADE + "_convert_arrow_to_proto's rows"
+
+
+def test_ibis_still_has_what_the_retrieval_clean_up_reads() -> None:
+    import ibis
+    import ibis.expr.operations as ops
+
+    for name in ("InMemoryTable", "DatabaseTable"):
+        assert hasattr(ops, name), f"ibis {ibis.__version__} changed: no ibis.expr.operations.{name}"
+    assert callable(getattr(ibis, "get_backend", None)), f"ibis {ibis.__version__}: no get_backend"
