@@ -31,6 +31,8 @@ help: ## list the targets
 # (runtime and dev tools), then the project itself without resolving anything.
 LOCK := requirements.lock
 LOCK_ARGS ?=
+# The pyproject extras the lock (and so every install) includes.
+LOCK_EXTRAS ?= dev
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +44,7 @@ setup: $(STAMP) ## create .venv and install the locked versions (requirements.lo
 
 # Keeps the current pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade takes the newest.
 lock: $(STAMP) ## recompile requirements.lock (exact versions, hashes) from pyproject.toml and its dev extra
-	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras $(LOCK_EXTRAS:%=--extra %) \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report, overview page
