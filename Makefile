@@ -105,9 +105,17 @@ bench-serving: $(STAMP) ## our service vs a naive BentoML service vs in-process:
 FIT_END ?= 2013-04-30
 TRAIN_ARGS ?=
 
-.PHONY: train bench-train
+.PHONY: train bench-train datasets reproduce
 train: $(STAMP) ## train, evaluate and register a candidate model; prints the report path
 	$(BIN)/python -m training train --train-start $(TRAIN_START) --train-end $(FIT_END) --valid-end $(TRAIN_END) $(TRAIN_ARGS)
+
+datasets: $(STAMP) ## list the stored training sets: window, as-of watermark, rows, fingerprint, models using each
+	$(BIN)/python -m training datasets list
+
+# Exit 0 only when the rebuilt set has the recorded fingerprint and ROC-AUC agrees to 1e-6.
+TAG ?= champion
+reproduce: $(STAMP) ## rebuild a model's training set as of its watermark, refit, compare: make reproduce [TAG=...]
+	$(BIN)/python -m training models reproduce $(TAG)
 
 bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full year and 10x
 	$(BIN)/python bench/train.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feature_repo.settings import Settings
@@ -53,3 +54,26 @@ def pick_champion(models: Iterable[Any]) -> Any | None:
     if not champions:
         return None
     return max(champions, key=lambda m: champion_rank(m.info.labels, m.info.creation_time))
+
+
+def relative_to_data(data_dir: Path, path: Path | str) -> str:
+    """How metadata records a file: relative to the data dir when it lies inside it.
+
+    A data dir copied or moved elsewhere then still finds every model's training
+    set, report and reference profile. Files outside the data dir keep their
+    absolute path.
+    """
+    absolute = Path(path).resolve()
+    try:
+        return absolute.relative_to(Path(data_dir).resolve()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def resolve_data_path(data_dir: Path, value: str | None) -> Path | None:
+    """The file a metadata path names: relative ones under ``data_dir``, absolute ones
+    (metadata written before paths were relative) as they are. ``""`` is None."""
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(data_dir) / path

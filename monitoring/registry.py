@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from feature_repo.settings import Settings
-from model_registry import MODEL_NAME, STAGE_LABEL, open_model_store, pick_champion
+from model_registry import (
+    MODEL_NAME,
+    STAGE_LABEL,
+    open_model_store,
+    pick_champion,
+    resolve_data_path,
+)
 
 
 class RegistryLookupError(LookupError):
@@ -27,6 +33,8 @@ class ModelInfo:
     tag: str
     stage: str
     metadata: dict[str, Any] = field(repr=False)
+    # Metadata paths are relative to the data dir (older models recorded absolute ones).
+    data_dir: Path = field(default=Path("."), repr=False)
 
     @property
     def threshold(self) -> float | None:
@@ -53,8 +61,7 @@ class ModelInfo:
 
     @property
     def reference_profile(self) -> Path | None:
-        value = self.metadata.get("reference_profile")
-        return Path(value) if value else None
+        return resolve_data_path(self.data_dir, self.metadata.get("reference_profile"))
 
 
 def _store(settings: Settings) -> Any:
@@ -63,10 +70,13 @@ def _store(settings: Settings) -> Any:
     return open_model_store(settings)
 
 
-def _info(model: Any) -> ModelInfo:
+def _info(model: Any, settings: Settings) -> ModelInfo:
     labels = dict(model.info.labels)
     return ModelInfo(
-        tag=str(model.tag), stage=labels.get(STAGE_LABEL, ""), metadata=dict(model.info.metadata)
+        tag=str(model.tag),
+        stage=labels.get(STAGE_LABEL, ""),
+        metadata=dict(model.info.metadata),
+        data_dir=settings.data_dir,
     )
 
 
@@ -81,7 +91,7 @@ def champion(settings: Settings) -> ModelInfo:
         raise RegistryLookupError(
             f"no champion model '{MODEL_NAME}' in the registry at {settings.bentoml_home}"
         )
-    return _info(best)
+    return _info(best, settings)
 
 
 def model_info(settings: Settings, tag: str | None = None) -> ModelInfo:
@@ -92,7 +102,7 @@ def model_info(settings: Settings, tag: str | None = None) -> ModelInfo:
         tag = f"{MODEL_NAME}:{tag}"
     store = _store(settings)
     try:
-        return _info(store.get(tag))
+        return _info(store.get(tag), settings)
     except Exception:  # NotFound, or a malformed tag
         raise RegistryLookupError(
             f"model {tag} is not in the registry at {settings.bentoml_home}"

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +28,41 @@ SHOWN_ROWS = 8
 
 # `models promote` exits with this when the gate says no: a refusal, not a crash.
 EXIT_GATE_REFUSED = 3
+# `models reproduce` exits with this when the rebuilt set or model differs from the record.
+EXIT_NOT_REPRODUCED = 4
+
+
+def iso_instant(text: str) -> datetime:
+    """argparse type for an ISO 8601 instant with a UTC offset (a bare date means its start)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 instant like 2013-06-01T00:00:00+00:00, got {text!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. +00:00")
+    return value
 
 
 def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
-    from training.dataset import build_training_set, default_output
+    from training.catalog import build_and_store
+    from training.dataset import build_training_set
 
     if args.end < args.start:
         raise ValueError(f"--end {args.end} is before --start {args.start}")
-    out = args.out or default_output(settings, args.start, args.end)
-    with console.status(f"building point-in-time training set {args.start} .. {args.end}"):
-        built = build_training_set(settings, args.start, args.end, out=out)
+    as_of = f" as of {args.as_of.isoformat()}" if args.as_of else ""
+    stored_already = False
+    with console.status(f"building point-in-time training set {args.start} .. {args.end}{as_of}"):
+        if args.out:
+            built = build_training_set(
+                settings, args.start, args.end, out=args.out, as_of=args.as_of
+            )
+        else:
+            built, stored_already = build_and_store(
+                settings, args.start, args.end, as_of=args.as_of
+            )
+    out = built.path
     manifest = built.manifest
     nulls = manifest["null_counts"]
     # The most-null features first; all of them with -v.
@@ -55,8 +81,55 @@ def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
     console.print(
         f"training set: {manifest['rows']:,} rows, positive rate {manifest['positive_rate']:.1%}, "
         f"{len(manifest['features'])} features, fingerprint {manifest['fingerprint'][:12]}, "
-        f"{manifest['seconds']:.1f}s -> {out}"
+        f"{manifest['seconds']:.1f}s, as of {manifest['as_of']} -> {out}"
+        + (" (this content was stored already; kept as it was)" if stored_already else "")
     )
+    return 0
+
+
+def _cmd_datasets_list(args: argparse.Namespace, settings: Settings) -> int:
+    from training.catalog import stored_sets
+
+    sets = stored_sets(settings)
+    if not sets:
+        console.print(f"no training sets in {settings.datasets_dir}")
+        return 0
+    table = Table(
+        title=f"training sets in {settings.datasets_dir} (training_<start>_<end>_<id>.parquet)",
+        show_edge=False,
+    )
+    # The id is the fingerprint's first 12 hex digits, and names the file.
+    for column in ("id", "window", "as of (raw watermark)", "rows", "models"):
+        table.add_column(column, no_wrap=column != "models", justify="right" * (column == "rows"))
+    for stored in sets:
+        table.add_row(
+            stored.fingerprint[:12]
+            if stored.path.stem.endswith(stored.fingerprint[:12])
+            else stored.path.name,
+            stored.window,
+            stored.as_of,
+            f"{stored.manifest.get('rows', 0):,}",
+            ", ".join(tag.split(":", 1)[1] for tag in stored.models) or "(none)",
+        )
+    console.print(table)
+    return 0
+
+
+def _cmd_datasets_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from training.catalog import prune
+
+    removed = prune(settings, grace_seconds=args.older_than * 3600, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    if not removed:
+        console.print(
+            f"nothing to prune: every training set is referenced by a model or younger "
+            f"than {args.older_than:g} h"
+        )
+    for stored in removed:
+        console.print(
+            f"{verb} {stored.path.name} ({stored.window}, {stored.manifest.get('rows', 0):,} rows, "
+            f"fingerprint {stored.fingerprint[:12]}, {stored.size_bytes / 1e6:.1f} MB)"
+        )
     return 0
 
 
@@ -87,6 +160,8 @@ def _gate_config(args: argparse.Namespace) -> GateConfig:
         min_gain=args.min_gain,
         max_slice_drop=args.max_slice_drop,
         min_slice_rows=args.min_slice_rows,
+        max_calibration_gap=args.max_calibration_gap,
+        max_rate_disparity=args.max_rate_disparity,
     )
 
 
@@ -106,12 +181,20 @@ def _print_gate(gate: GateResult | None) -> None:
 
 def _print_outcome(outcome: Outcome) -> None:
     if outcome.action == "promote_refused":
-        console.print(f"{outcome.tag} stays a candidate; champion is still {outcome.old_champion}")
-    else:
+        stage = outcome.stage or "candidate"
         console.print(
-            f"{outcome.action}: champion {outcome.old_champion or '(none)'} -> "
-            f"{outcome.new_champion}"
+            f"{outcome.tag} stays {'a ' if stage == 'candidate' else ''}{stage}; "
+            f"champion is still {outcome.old_champion or '(none)'}"
         )
+        return
+    if outcome.action == "promote_forced":
+        console.print(
+            f"[yellow]--force overrides the gate's refusal[/yellow] (reason given: "
+            f"{outcome.reason!r}; recorded in the audit log)"
+        )
+    console.print(
+        f"{outcome.action}: champion {outcome.old_champion or '(none)'} -> {outcome.new_champion}"
+    )
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -212,6 +295,59 @@ def _cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_GATE_REFUSED if outcome.action == "promote_refused" else 0
 
 
+def _cmd_models_reproduce(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from training.reproduce import ROC_AUC_TOLERANCE, reproduce
+
+    started = time.perf_counter()
+    with console.status(f"reproducing {args.tag}: rebuilding its training set, then refitting"):
+        result = reproduce(settings, args.tag)
+    seconds = time.perf_counter() - started
+    table = Table(title=f"{result.tag}: recorded vs reproduced", show_edge=False)
+    for column in ("", "recorded", "reproduced", "difference"):
+        table.add_column(column, justify="left" if not column else "right", no_wrap=True)
+    fp_ok = "[green]same[/green]" if result.fingerprint_matches else "[red]differs[/red]"
+    table.add_row(
+        "training set fingerprint", result.recorded_fingerprint[:16], result.fingerprint[:16], fp_ok
+    )
+    for name, recorded, reproduced in result.metrics:
+        if isinstance(recorded, float) or isinstance(reproduced, float):
+            delta = (
+                f"{float(reproduced) - float(recorded):+.2e}"
+                if recorded is not None and reproduced is not None
+                else "-"
+            )
+            table.add_row(name, _number(recorded), _number(reproduced), delta)
+        else:
+            same = "same" if recorded == reproduced else "[red]differs[/red]"
+            table.add_row(name, _number(recorded), _number(reproduced), same)
+    console.print(table)
+    console.print(f"rebuilt as of {result.as_of}: {result.rows:,} rows")
+    for change in result.environment_changes:
+        console.print(f"environment differs: {change}")
+    if not result.environment_changes:
+        console.print("environment: same library versions and installed-packages lock")
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+    if result.reproduced:
+        console.print(
+            f"[green]reproduced[/green]: same training set, ROC-AUC within {ROC_AUC_TOLERANCE:g} "
+            f"({timings}; {seconds:.1f}s in all)"
+        )
+        return 0
+    why = [] if result.fingerprint_matches else ["the rebuilt training set's fingerprint differs"]
+    if not why:
+        why.append(f"ROC-AUC differs by {result.roc_auc_delta} (> {ROC_AUC_TOLERANCE:g})")
+    console.print(f"[red]not reproduced[/red]: {'; '.join(why)} ({seconds:.1f}s)")
+    return EXIT_NOT_REPRODUCED
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def _cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from training.promotion import rollback
 
@@ -239,7 +375,21 @@ def _add_gate_flags(parser: argparse.ArgumentParser) -> None:
         "--min-slice-rows",
         type=int,
         default=None,
-        help="slices with fewer validation rows are not compared (default 300)",
+        help="slices with fewer validation rows are not compared or checked (default 300)",
+    )
+    group.add_argument(
+        "--max-calibration-gap",
+        type=float,
+        default=None,
+        help="largest |mean predicted - observed late share| on any carrier/origin/aircraft-age "
+        "slice (default 0.10; FEASTLINE_GATE_MAX_CALIBRATION_GAP)",
+    )
+    group.add_argument(
+        "--max-rate-disparity",
+        type=float,
+        default=None,
+        help="largest |slice FPR or FNR - overall| on any such slice "
+        "(default 0.35; FEASTLINE_GATE_MAX_RATE_DISPARITY)",
     )
 
 
@@ -254,8 +404,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", type=iso_date, required=True, help="first UTC day (scheduled departure)"
     )
     p.add_argument("--end", type=iso_date, required=True, help="last UTC day, inclusive")
-    p.add_argument("--out", type=Path, default=None, help="output Parquet path")
+    p.add_argument(
+        "--as-of",
+        type=iso_instant,
+        default=None,
+        help="build the set as it would have been built when the raw watermark was this "
+        "instant: only flights whose label was knowable by then (default: the raw watermark)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write here instead of the immutable store under data/datasets/",
+    )
     p.set_defaults(func=_cmd_build_dataset)
+
+    datasets = sub.add_parser("datasets", help="list and prune the stored training sets")
+    dsub = datasets.add_subparsers(dest="datasets_command", required=True)
+    p = dsub.add_parser(
+        "list", help="every stored set: window, as-of watermark, rows, fingerprint, models"
+    )
+    p.set_defaults(func=_cmd_datasets_list)
+    p = dsub.add_parser("prune", help="remove the sets no model references")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=1.0,
+        help="only sets stored at least this many hours ago (default 1: a train run registers "
+        "its model minutes after storing its set)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    p.set_defaults(func=_cmd_datasets_prune)
 
     from training.model import GRIDS
 
@@ -300,8 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("list", help="every stored version with its stage and headline metric")
     p.set_defaults(func=_cmd_models_list)
     p = msub.add_parser("show", help="labels and lineage metadata of one model")
-    p.add_argument("tag", help="flight_delay:<version>, a bare <version>, or latest")
+    p.add_argument("tag", help="flight_delay:<version>, a bare <version>, latest, or champion")
     p.set_defaults(func=_cmd_models_show)
+    p = msub.add_parser(
+        "reproduce",
+        help="rebuild a model's training set and refit it; compare with the record",
+        description=(
+            "Rebuilds the training set as of the recorded raw watermark, checks its "
+            "fingerprint, refits with the recorded hyperparameters and seed, and prints "
+            "recorded against reproduced metrics. Exit codes: 0 reproduced (same fingerprint, "
+            f"ROC-AUC within 1e-6), {EXIT_NOT_REPRODUCED} not reproduced, 1 error."
+        ),
+    )
+    p.add_argument("tag", help="flight_delay:<version>, a bare <version>, latest, or champion")
+    p.set_defaults(func=_cmd_models_reproduce)
     p = msub.add_parser(
         "promote",
         help="make a model the champion if it passes the gate",

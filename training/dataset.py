@@ -62,8 +62,8 @@ import pyarrow.parquet as pq
 
 from feature_repo.atomic_io import atomic_path, write_json, write_parquet
 from feature_repo.feast_compat import forget_retrieval_tables, historical_features
-from feature_repo.feature_build import connect_raw
-from feature_repo.raw_layer import RawLayer, end_of_day
+from feature_repo.feature_build import published
+from feature_repo.raw_layer import KNOWABLE_AT, RawLayer, end_of_day, partition_day
 from feature_repo.settings import PROJECT_ROOT, Settings
 from feature_repo.store import dataset_module, open_store
 
@@ -163,21 +163,68 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 
 # -- entity rows -------------------------------------------------------------------
-def _entity_query(
-    settings: Settings, start: date, end: date
-) -> tuple[duckdb.DuckDBPyConnection, str, dict[str, Any]]:
-    """A connection over the raw layer, the dataset's entity SQL and its parameters."""
-    dataset = dataset_module(settings)
-    raw = RawLayer(settings.raw_dir)
-    watermark = raw.watermark()
+def raw_watermark_instant(settings: Settings) -> datetime:
+    """The instant the raw layer is published up to: everything knowable before it is in.
+
+    The watermark is a day (the end of which is the instant) or already an instant.
+    """
+    watermark: date | datetime | None = RawLayer(settings.raw_dir).watermark()
     if watermark is None:
         raise RuntimeError("no raw data published; run `python -m feature_repo ingest` first")
-    if watermark < end:
-        raise RuntimeError(
-            f"raw data is published through {watermark}, before --end {end}; "
-            f"ingest through {end} first"
+    if isinstance(watermark, datetime):
+        return watermark if watermark.tzinfo else watermark.replace(tzinfo=UTC)
+    return end_of_day(watermark)
+
+
+def resolve_as_of(settings: Settings, end: date, as_of: datetime | None) -> datetime:
+    """The instant a build is as of: ``as_of``, else the raw watermark; checked against both."""
+    watermark = raw_watermark_instant(settings)
+    if as_of is None:
+        as_of = watermark
+    elif as_of.tzinfo is None:
+        raise ValueError(f"--as-of {as_of.isoformat()} needs a UTC offset, e.g. +00:00")
+    elif as_of > watermark:
+        raise ValueError(
+            f"--as-of {as_of.isoformat()} is after the raw watermark {watermark.isoformat()}: "
+            "nothing is published about that time yet"
         )
-    con = connect_raw(raw, ["departures", "arrivals"])
+    if as_of < end_of_day(end):
+        raise RuntimeError(
+            f"as of {as_of.isoformat()} the window's last day {end} is not over yet; "
+            f"ingest through {end} first (or pass a later --as-of)"
+        )
+    return as_of.astimezone(UTC)
+
+
+def _connect_raw_as_of(settings: Settings, tables: list[str], as_of: datetime) -> Any:
+    """Raw tables exactly as they were published when the watermark was ``as_of``.
+
+    Only events knowable before ``as_of`` are visible (day partitions are by the day
+    an event became knowable, so later days are not even read), so a set built as of
+    an instant does not change however much raw data arrives afterwards.
+    """
+    raw = RawLayer(settings.raw_dir)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    last_day = (as_of - timedelta(microseconds=1)).date()
+    for table, paths in published(raw, tables).items():
+        files = [p for p in paths if (day := partition_day(p)) is None or day <= last_day]
+        listing = ", ".join(f"'{_sql_quote(f)}'" for f in files or paths[:1])
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], "
+            f"hive_partitioning = false) WHERE {KNOWABLE_AT} < TIMESTAMPTZ '{as_of.isoformat()}'"
+            + ("" if files else " AND false")
+        )
+    return con
+
+
+def _entity_query(
+    settings: Settings, start: date, end: date, as_of: datetime
+) -> tuple[duckdb.DuckDBPyConnection, str, dict[str, Any]]:
+    """A connection over the raw layer as of ``as_of``, the dataset's entity SQL and its
+    parameters."""
+    dataset = dataset_module(settings)
+    con = _connect_raw_as_of(settings, ["departures", "arrivals"], as_of)
     params = {
         "start": datetime(start.year, start.month, start.day, tzinfo=UTC),
         "end": end_of_day(end),
@@ -192,9 +239,11 @@ def _as_entity_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def entity_rows(settings: Settings, start: date, end: date) -> pd.DataFrame:
+def entity_rows(
+    settings: Settings, start: date, end: date, as_of: datetime | None = None
+) -> pd.DataFrame:
     """Labelled flights scheduled in [start, end] (UTC days), at their prediction times."""
-    con, sql, params = _entity_query(settings, start, end)
+    con, sql, params = _entity_query(settings, start, end, resolve_as_of(settings, end, as_of))
     try:
         return _as_entity_frame(con.execute(sql, params).fetch_df())
     finally:
@@ -207,8 +256,10 @@ class _EntityFile:
     At 10x the rows take about 0.6 GB as pandas objects; on disk they cost no memory.
     """
 
-    def __init__(self, settings: Settings, start: date, end: date, path: Path) -> None:
-        writer, sql, params = _entity_query(settings, start, end)
+    def __init__(
+        self, settings: Settings, start: date, end: date, as_of: datetime, path: Path
+    ) -> None:
+        writer, sql, params = _entity_query(settings, start, end, as_of)
         try:
             # Left alone, the join and sort peak near 1.3 GB at 10x, more than the whole
             # retrieval after it; with a limit DuckDB sorts out of core, beside the file.
@@ -577,14 +628,19 @@ def build_training_set(
     end: date,
     store: Any | None = None,
     out: Path | None = None,
+    as_of: datetime | None = None,
 ) -> TrainingSet:
-    """The training set for flights whose prediction time falls in ``start..end`` (UTC).
+    """The training set for flights whose prediction time falls in ``start..end`` (UTC),
+    as it would have been built when the raw watermark was ``as_of`` (default: now's
+    watermark): only flights whose label was knowable by then, each with features as
+    of its prediction time (which is before its label, so before ``as_of``).
 
     With ``out``, the set is written there (Parquet, and its manifest beside it, both
     atomically) without ever being held in memory whole; without, it is returned in
     memory.
     """
     started = time.perf_counter()
+    as_of = resolve_as_of(settings, end, as_of)
     dataset = dataset_module(settings)
     store = store or open_store(settings)
     refs, audit_refs = feature_refs(store, dataset.FEATURE_SERVICE_NAME)
@@ -594,7 +650,7 @@ def build_training_set(
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="training-set.", dir=scratch_root) as tmp:
         scratch = Path(tmp)
-        entities = _EntityFile(settings, start, end, scratch / "entities.parquet")
+        entities = _EntityFile(settings, start, end, as_of, scratch / "entities.parquet")
         try:
             if entities.rows == 0:
                 raise RuntimeError(f"no labelled flights between {start} and {end}")
@@ -618,6 +674,7 @@ def build_training_set(
         "positive_rate": round(written.positives / written.rows, 6),
         "null_counts": {name: written.nulls.get(name, 0) for name in feature_columns},
         "prediction_lead_minutes": int(settings.prediction_lead.total_seconds() // 60),
+        "as_of": as_of.isoformat(),
         "raw_watermark": str(RawLayer(settings.raw_dir).watermark()),
         "fingerprint": written.fingerprint,
         "git_commit": git_commit(),
@@ -641,10 +698,6 @@ def write_training_set(training_set: TrainingSet, out: Path) -> TrainingSet:
 
 def manifest_path(out: Path) -> Path:
     return out.with_name(out.stem + ".manifest.json")
-
-
-def default_output(settings: Settings, start: date, end: date) -> Path:
-    return settings.datasets_dir / f"training_{start:%Y%m%d}_{end:%Y%m%d}.parquet"
 
 
 def null_counts(frame: pd.DataFrame, columns: list[str]) -> dict[str, int]:

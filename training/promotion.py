@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -44,6 +45,7 @@ from training.registry import (
     champions,
     get_model,
     load_pipeline,
+    metadata_path,
     prepare_stage,
     registry_lock,
 )
@@ -74,16 +76,26 @@ class GateConfig:
     min_gain: float = 0.0
     max_slice_drop: float = 0.02
     min_slice_rows: int = 300
+    max_calibration_gap: float = 0.10
+    max_rate_disparity: float = 0.35
 
     def __post_init__(self) -> None:
         if self.max_slice_drop < 0 or self.min_slice_rows < 1:
             raise ValueError("max slice drop must be >= 0 and min slice rows >= 1")
+        if self.max_calibration_gap <= 0 or self.max_rate_disparity <= 0:
+            raise ValueError("max calibration gap and max rate disparity must be > 0")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> GateConfig:
         """Defaults, then ``FEASTLINE_GATE_*`` variables, then explicit overrides (CLI flags)."""
         values: dict[str, Any] = {}
-        for name, kind in (("min_gain", float), ("max_slice_drop", float), ("min_slice_rows", int)):
+        for name, kind in (
+            ("min_gain", float),
+            ("max_slice_drop", float),
+            ("min_slice_rows", int),
+            ("max_calibration_gap", float),
+            ("max_rate_disparity", float),
+        ):
             variable = f"{ENV_PREFIX}{name.upper()}"
             if (text := os.environ.get(variable)) is not None:
                 try:
@@ -107,8 +119,13 @@ class GateResult:
     gain: float | None = None
     validation_window: dict[str, str] = field(default_factory=dict)
     champion_rescored: bool = False
+    # The validation rows both models were scored on: {"rows", "fingerprint"}.
+    rows_compared: dict[str, Any] = field(default_factory=dict)
     slices_compared: int = 0
     slice_drops: list[dict[str, Any]] = field(default_factory=list)
+    # Bias checks on the candidate's model card: slices over a bound, worst per measure.
+    bias_findings: list[dict[str, Any]] = field(default_factory=list)
+    bias_worst: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +139,9 @@ class Outcome:
     old_champion: str | None
     new_champion: str | None
     gate: GateResult | None = None
+    # The model's stage before the change (a refused one keeps it) and the stated reason.
+    stage: str | None = None
+    reason: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -232,56 +252,149 @@ def compare(
     return result
 
 
-def champion_on_window(
-    settings: Settings, champion: ModelRecord, candidate: ModelRecord
-) -> dict[str, Any]:
-    """Score the champion on the candidate's validation rows."""
+def validation_rows(metadata: dict[str, Any]) -> dict[str, Any]:
+    window = metadata.get("validation_window", {})
+    return {"rows": window.get("rows"), "fingerprint": window.get("fingerprint", "")}
+
+
+def _candidate_validation(settings: Settings, candidate: ModelRecord) -> pd.DataFrame:
+    """The candidate's validation rows, read back from its training set (fingerprint-checked)."""
     from training.dataset import fingerprint
-    from training.evaluate import classification_metrics, slice_metrics
     from training.trainset import time_split
 
     training_set = candidate.metadata["training_set"]
-    path = Path(training_set.get("path") or "")
-    if not path.is_file():
+    path = metadata_path(settings, training_set.get("path"))
+    if path is None or not path.is_file():
         raise GateUnavailable(
-            f"{champion.tag} was validated on {_window(champion.metadata)} and {candidate.tag} on "
-            f"{_window(candidate.metadata)}; re-scoring the champion needs the candidate's "
-            f"training set, and {path or 'its path'} is gone"
+            f"re-scoring on {candidate.tag}'s validation rows needs its training set, and "
+            f"{path or 'its path'} is gone"
         )
     frame = pd.read_parquet(path)
     if fingerprint(frame) != training_set["fingerprint"]:
         raise GateUnavailable(
             f"{path} no longer matches {candidate.tag}'s training-set fingerprint; "
-            "cannot re-score the champion on the candidate's validation window"
+            "cannot re-score on the candidate's validation rows"
         )
-    valid = time_split(frame, date.fromisoformat(candidate.metadata["train_window"]["end"])).valid
-    inputs = list(champion.metadata["model_inputs"])
+    return time_split(frame, date.fromisoformat(candidate.metadata["train_window"]["end"])).valid
+
+
+def _score(
+    settings: Settings, record: ModelRecord, valid: pd.DataFrame, label: str
+) -> tuple[np.ndarray, float]:
+    inputs = list(record.metadata["model_inputs"])
     absent = [c for c in inputs if c not in valid.columns]
     if absent:
-        raise GateUnavailable(f"{champion.tag} needs inputs the candidate's set lacks: {absent}")
+        raise GateUnavailable(f"{record.tag} needs inputs the candidate's set lacks: {absent}")
+    with threadpool_limits(limits=1, user_api="openmp"):
+        p = load_pipeline(settings, record.tag).predict_proba(valid[inputs])[:, 1]
+    return p, float(record.metadata["threshold"])
+
+
+def rescore_on_candidate_rows(
+    settings: Settings, champion: ModelRecord, candidate: ModelRecord, config: GateConfig
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Both models scored on the candidate's validation rows: the candidate's and the
+    champion's evaluations, the rows compared, and the candidate's model card on them."""
+    from training.dataset import fingerprint
+    from training.evaluate import classification_metrics, slice_metrics
+    from training.model_card import slice_table
+
+    valid = _candidate_validation(settings, candidate)
+    rows = {"rows": len(valid), "fingerprint": fingerprint(valid)}
+    recorded = validation_rows(candidate.metadata)["fingerprint"]
+    if recorded and recorded != rows["fingerprint"]:
+        raise GateUnavailable(
+            f"{candidate.tag}'s validation rows no longer match its recorded validation "
+            "fingerprint; cannot re-score"
+        )
     label = candidate.metadata.get("label", "label")
     y = valid[label].to_numpy()
-    with threadpool_limits(limits=1, user_api="openmp"):
-        p = load_pipeline(settings, champion.tag).predict_proba(valid[inputs])[:, 1]
-    threshold = float(champion.metadata["threshold"])
-    return {
-        "metrics": classification_metrics(y, p, threshold),
-        "slices": slice_metrics(valid, y, p, threshold),
-        "validation_window": _window(candidate.metadata),
-    }
+    evaluations = []
+    card: dict[str, Any] = {}
+    for record in (candidate, champion):
+        p, threshold = _score(settings, record, valid, label)
+        evaluations.append(
+            {
+                "metrics": classification_metrics(y, p, threshold),
+                "slices": slice_metrics(valid, y, p, threshold),
+                "validation_window": _window(candidate.metadata),
+            }
+        )
+        if record is candidate:
+            card = slice_table(valid, y, p, threshold, config.min_slice_rows)
+    return evaluations[0], evaluations[1], rows, card
+
+
+def _count(rows: Any) -> str:
+    return f"{rows:,}" if isinstance(rows, int) else "?"
+
+
+def check_bias(result: GateResult, card: dict[str, Any] | None, config: GateConfig) -> None:
+    """Refuse a candidate whose worst slice is over a calibration or FPR/FNR bound."""
+    from training.model_card import MEASURES, bias_findings
+
+    if not card or not card.get("slices"):
+        result.reasons.append("bias checks skipped: the candidate has no model card")
+        return
+    over, worst = bias_findings(
+        card, config.max_calibration_gap, config.max_rate_disparity, config.min_slice_rows
+    )
+    result.bias_findings = [f.to_dict() for f in over]
+    result.bias_worst = {m: f.to_dict() for m, f in worst.items() if f is not None}
+    if over:
+        result.passed = False
+        first = over[0]
+        others = f"; {len(over) - 1} more slice/measure pair(s) over a bound" if over[1:] else ""
+        result.reasons.append(f"bias check failed: worst is {first.describe()}{others}")
+        return
+    summary = ", ".join(
+        f"{MEASURES[m].split(' (')[0]} {f.value:+.3f} ({f.slice})"
+        for m, f in worst.items()
+        if f is not None
+    )
+    result.reasons.append(
+        f"bias checks passed (slices with >= {config.min_slice_rows} rows; worst: {summary})"
+    )
 
 
 def run_gate(
     settings: Settings, candidate: ModelRecord, current: ModelRecord | None, config: GateConfig
 ) -> GateResult:
+    card = candidate.metadata.get("model_card")
     if current is None:
-        return compare(candidate.tag, candidate.metadata, None, None, config)
+        result = compare(candidate.tag, candidate.metadata, None, None, config)
+        result.rows_compared = validation_rows(candidate.metadata)
+        check_bias(result, card, config)
+        return result
     try:
         require_promotable(current)
-        if _window(current.metadata) == _window(candidate.metadata):
-            return compare(candidate.tag, candidate.metadata, current.tag, current.metadata, config)
-        rescored = champion_on_window(settings, current, candidate)
-        return compare(candidate.tag, candidate.metadata, current.tag, rescored, config, True)
+        ours, theirs = validation_rows(candidate.metadata), validation_rows(current.metadata)
+        if ours["fingerprint"] and ours["fingerprint"] == theirs["fingerprint"]:
+            result = compare(
+                candidate.tag, candidate.metadata, current.tag, current.metadata, config
+            )
+            result.rows_compared = ours
+            result.reasons.insert(
+                0,
+                f"compared on identical validation rows: {ours['rows']:,} rows, "
+                f"fingerprint {ours['fingerprint'][:12]} (recorded metrics)",
+            )
+        else:
+            scored, champion_scored, rows, card = rescore_on_candidate_rows(
+                settings, current, candidate, config
+            )
+            result = compare(candidate.tag, scored, current.tag, champion_scored, config, True)
+            result.rows_compared = rows
+            result.reasons.insert(
+                0,
+                f"validation rows differ ({current.tag}: {_count(theirs['rows'])} rows, "
+                f"fingerprint {str(theirs['fingerprint'])[:12] or 'not recorded'}; "
+                f"{candidate.tag}: {_count(ours['rows'])} rows, fingerprint "
+                f"{str(ours['fingerprint'])[:12] or 'not recorded'}): both re-scored on the "
+                f"candidate's {rows['rows']:,} rows, fingerprint {rows['fingerprint'][:12]}",
+            )
+        check_bias(result, card, config)
+        return result
     except RegistryError as err:
         return GateResult(
             passed=False,
@@ -348,6 +461,8 @@ def _record_change(
         "new_champion": outcome.new_champion,
         "reason": reason,
         "forced": forced,
+        # The rows the two models were compared on (count and fingerprint).
+        "rows_compared": outcome.gate.rows_compared if outcome.gate else None,
         "gate": outcome.gate.to_dict() if outcome.gate else None,
     }
     append_audit(settings, entry)
@@ -394,14 +509,16 @@ def promote(
         gate = run_gate(settings, candidate, current, config)
         old = current.tag if current else None
         if not gate.passed and not force:
-            outcome = Outcome("promote_refused", candidate.tag, old, old, gate)
+            outcome = Outcome(
+                "promote_refused", candidate.tag, old, old, gate, candidate.stage, reason
+            )
             _record_change(settings, outcome, reason, user)
             return outcome
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         _swap_champion(settings, candidate.tag, crowned, now)
         _write_history(settings, [*read_history(settings), candidate.tag])
         action = "promote_forced" if force and not gate.passed else "promote"
-        outcome = Outcome(action, candidate.tag, old, candidate.tag, gate)
+        outcome = Outcome(action, candidate.tag, old, candidate.tag, gate, candidate.stage, reason)
         _record_change(settings, outcome, reason, user, forced=force and not gate.passed)
         return outcome
 
@@ -435,6 +552,8 @@ def rollback(settings: Settings, reason: str | None = None, user: str | None = N
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         _swap_champion(settings, previous.tag, crowned, now)
         _write_history(settings, history[:keep])
-        outcome = Outcome("rollback", previous.tag, current.tag, previous.tag)
+        outcome = Outcome(
+            "rollback", previous.tag, current.tag, previous.tag, stage=previous.stage, reason=reason
+        )
         _record_change(settings, outcome, reason, user)
         return outcome

@@ -22,12 +22,19 @@ import. What they may rely on:
   probability is at least ``metadata["threshold"]``.
 - **Lineage** in ``metadata``: ``feature_service`` and ``features`` (the
   service's feature list, ``<view>__<feature>``), ``training_set`` (window,
-  fingerprint, raw watermark, path), ``train_window``, ``validation_window``,
+  fingerprint, ``as_of``, raw watermark, path), ``train_window``,
+  ``validation_window`` (with the rows' count and ``fingerprint``),
   ``git_commit``, ``metrics``, ``slices``, ``baselines``, ``threshold``,
-  ``params``, ``report`` and ``reference_profile``.
+  ``params``, ``reproducibility`` (seed, threads, CV folds, hyperparameters,
+  library versions, ``lock_sha256``), ``model_card``, ``report`` and
+  ``reference_profile``.
 - ``reference_profile`` is the path of the training data's whylogs reference
   profile, recorded with :func:`attach_reference_profile`. It is ``""`` while
   none is attached (BentoML metadata cannot hold ``null``).
+- **Paths** in metadata (``training_set.path``, ``report.*``,
+  ``reference_profile``) are relative to the data dir, so a copied or moved
+  data dir still resolves them (:func:`metadata_path`); models saved before
+  that recorded absolute paths, which are read as they are.
 
 ``BENTOML_HOME`` must name ``settings.bentoml_home`` before ``bentoml`` is
 imported (:func:`import_bentoml` does it), so a bare ``bentoml.models.get``
@@ -57,6 +64,8 @@ from model_registry import (
     STAGES,
     champion_rank,
     open_model_store,
+    relative_to_data,
+    resolve_data_path,
 )
 from model_registry.bentoml_compat import create_model
 
@@ -140,8 +149,20 @@ def list_models(settings: Settings) -> list[ModelRecord]:
     return sorted(records, key=lambda r: (r.creation_time, r.tag))
 
 
+CHAMPION_ALIAS = "champion"
+
+
 def get_model(settings: Settings, tag: str) -> ModelRecord:
-    """Look up ``tag``: ``flight_delay:<version>``, a bare ``<version>`` or ``latest``."""
+    """Look up ``tag``: ``flight_delay:<version>``, a bare ``<version>``, ``latest``, or
+    ``champion`` (the model serving uses)."""
+    if tag.strip() in (CHAMPION_ALIAS, f"{MODEL_NAME}:{CHAMPION_ALIAS}"):
+        found = champion(settings)
+        if found is None:
+            raise ModelNotFound(
+                f"no champion in the registry at {settings.bentoml_home} "
+                "(`python -m training models promote TAG` makes one)"
+            )
+        return found
     return _record(_stored(settings, tag))
 
 
@@ -174,6 +195,11 @@ def champions(settings: Settings) -> list[ModelRecord]:
 def champion(settings: Settings) -> ModelRecord | None:
     found = champions(settings)
     return found[0] if found else None
+
+
+def metadata_path(settings: Settings, value: str | None) -> Path | None:
+    """The file a metadata path names, in this data dir (None for ``""``)."""
+    return resolve_data_path(settings.data_dir, value)
 
 
 def without_none(value: Any) -> Any:
@@ -308,5 +334,6 @@ def attach_reference_profile(tag: str, path: Path | str, settings: Settings | No
     if not profile.exists():
         raise RegistryError(f"reference profile {profile} does not exist")
     with registry_lock(settings):
-        update_model(settings, tag, metadata={"reference_profile": str(profile.resolve())})
+        recorded = relative_to_data(settings.data_dir, profile)
+        update_model(settings, tag, metadata={"reference_profile": recorded})
     log.info("reference profile attached", extra={"tag": tag, "path": str(profile)})

@@ -112,6 +112,45 @@ def plots(trained: TrainedModel, evaluation: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def card_plots(card: dict[str, Any]) -> dict[str, str]:
+    """One calibration plot per slice family: each slice's mean predicted probability
+    against its observed late share, sized by rows; unchecked (small) slices hollow."""
+    out: dict[str, str] = {}
+    for family, groups in card.get("slices", {}).items():
+        fig = Figure(figsize=(5, 4.5))
+        ax = fig.subplots()
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+        largest = max((g["rows"] for g in groups.values()), default=1)
+        for checked, style in ((True, {}), (False, {"facecolors": "none"})):
+            keys = [k for k, g in groups.items() if bool(g.get("checked")) == checked]
+            if not keys:
+                continue
+            ax.scatter(
+                [groups[k]["mean_predicted"] for k in keys],
+                [groups[k]["late_share"] for k in keys],
+                s=[20 + 280 * groups[k]["rows"] / largest for k in keys],
+                edgecolors="C0",
+                label="checked slice" if checked else "too few rows",
+                **style,
+            )
+            for k in keys:
+                ax.annotate(
+                    k,
+                    (groups[k]["mean_predicted"], groups[k]["late_share"]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+        high = max([0.1] + [max(g["mean_predicted"], g["late_share"]) for g in groups.values()])
+        limit = min(1.0, high * 1.15)
+        ax.set(xlim=(0, limit), ylim=(0, limit))
+        ax.set(xlabel="mean predicted probability", ylabel="observed late share")
+        ax.set_title(f"Calibration per {family.replace('_', ' ')} (validation)")
+        ax.legend(loc="upper left", fontsize=8)
+        out[f"calibration_{family}"] = _png(fig)
+    return out
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -124,6 +163,70 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CARD_COLUMNS = (
+    ("rows", "rows"),
+    ("late_share", "observed late share"),
+    ("mean_predicted", "mean predicted"),
+    ("calibration_gap", "calibration gap"),
+    ("fpr", "FPR"),
+    ("fnr", "FNR"),
+    ("fpr_disparity", "FPR - overall"),
+    ("fnr_disparity", "FNR - overall"),
+    ("roc_auc", "ROC-AUC"),
+)
+
+
+def render_card(card: dict[str, Any], images: dict[str, str]) -> str:
+    """The model card: intended use, data window, limitations, the slice table and plots."""
+    if not card:
+        return ""
+    window = card.get("data_window", {})
+    train, valid = window.get("train", {}), window.get("validation", {})
+    header = ["slice", *(label for _, label in CARD_COLUMNS), "checked"]
+    overall = card.get("overall", {})
+    rows = [["overall", *(overall.get(k, "") for k, _ in CARD_COLUMNS), ""]]
+    for family, groups in card.get("slices", {}).items():
+        for key, stats in groups.items():
+            rows.append(
+                [
+                    f"{family}={key}",
+                    *(stats.get(k, "") for k, _ in CARD_COLUMNS),
+                    "yes" if stats.get("checked") else "too few rows",
+                ]
+            )
+    limitations = "".join(f"<li>{html.escape(item)}</li>" for item in card.get("limitations", []))
+    figure = '<img alt="{0}" src="data:image/png;base64,{1}">'
+    per_family = {k: v for k, v in images.items() if k.startswith("calibration_")}
+    plots_html = "".join(figure.format(name, data) for name, data in per_family.items())
+    return f"""<section id="model-card">
+<h2>Model card</h2>
+<h3>Intended use</h3>
+<p>{html.escape(card.get("intended_use", ""))}</p>
+<h3>Data window</h3>
+{
+        _table(
+            ["", ""],
+            [
+                ["training", f"{train.get('start', '?')} .. {train.get('end', '?')}"],
+                ["training rows", train.get("rows", "")],
+                ["validation", f"{valid.get('start', '?')} .. {valid.get('end', '?')}"],
+                ["validation rows", valid.get("rows", "")],
+                ["validation fingerprint", valid.get("fingerprint", "")],
+                ["training set as of", window.get("training_set_as_of", "")],
+                ["training set fingerprint", window.get("training_set_fingerprint", "")],
+            ],
+        )
+    }
+<h3>Known limitations</h3>
+<ul>{limitations}</ul>
+<h3>Slices (validation, at threshold {_fmt(card.get("threshold", ""))})</h3>
+<p>Calibration gap is mean predicted minus observed late share. Slices with fewer than
+{_fmt(card.get("min_slice_rows", ""))} rows are shown but not checked by the promotion gate.</p>
+<div class="slice-table">{_table(header, rows)}</div>
+<div class="plots">{plots_html}</div>
+</section>"""
 
 
 def render_html(
@@ -155,13 +258,16 @@ def render_html(
             "validation window",
             f"{metadata['validation_window']['start']} .. {metadata['validation_window']['end']}",
         ],
+        ["training set", training_set.get("path", "")],
         ["training set fingerprint", training_set.get("fingerprint", "")],
-        ["raw watermark", training_set.get("raw_watermark", "")],
+        ["training set as of", training_set.get("as_of", training_set.get("raw_watermark", ""))],
         ["git commit", metadata["git_commit"]],
         ["hyperparameters", json.dumps(metadata["params"], sort_keys=True)],
         ["threshold", metadata["threshold"]],
     ]
     figure = '<img alt="{0}" src="data:image/png;base64,{1}">'
+    card = metadata.get("model_card", {})
+    headline_images = {k: v for k, v in images.items() if not k.startswith("calibration_")}
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Training report {html.escape(tag)}</title>
 <style>
@@ -177,10 +283,11 @@ th:first-child, td:first-child {{ text-align: left; }}
 <h2>Against trivial baselines</h2>
 {_table(["scorer", "ROC-AUC", "PR-AUC", "log loss", "Brier"], comparison)}
 <div class="plots">
-{"".join(figure.format(name, data) for name, data in images.items())}
+{"".join(figure.format(name, data) for name, data in headline_images.items())}
 </div>
 <h2>Slices</h2>
 {_table(["slice", "rows", "late share", "ROC-AUC", "F1"], slice_rows)}
+{render_card(card, images)}
 <h2>Lineage</h2>
 {_table(["", ""], lineage_rows)}
 </body></html>
@@ -194,6 +301,8 @@ def metrics_document(
     document.update({key: metadata[key] for key in METRICS_JSON_KEYS if key in metadata})
     document["slices"] = evaluation["slices"]  # in full; the registry keeps a summary
     document["calibration"] = evaluation["calibration"]
+    if "model_card" in metadata:
+        document["model_card"] = metadata["model_card"]
     return document
 
 
@@ -203,5 +312,6 @@ def write_report(
     evaluation = trained.evaluation
     html_path, metrics_path = out_dir / "report.html", out_dir / "metrics.json"
     write_json(metrics_document(tag, metadata, evaluation), metrics_path)
-    write_text(render_html(tag, metadata, evaluation, plots(trained, evaluation)), html_path)
+    images = plots(trained, evaluation) | card_plots(metadata.get("model_card", {}))
+    write_text(render_html(tag, metadata, evaluation, images), html_path)
     return html_path, metrics_path

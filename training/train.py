@@ -26,10 +26,12 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from feature_repo.settings import Settings
-from model_registry import MODEL_NAME
-from training.dataset import TrainingSet, git_commit
+from model_registry import MODEL_NAME, relative_to_data
+from training.dataset import TrainingSet, fingerprint, git_commit
+from training.environment import environment
 from training.evaluate import best_f1_threshold, evaluate, summarise_slices
 from training.model import GRIDS, ModelInputs, build_pipeline, model_inputs, predict_proba
+from training.model_card import build_card, slice_table
 from training.registry import (
     ModelRecord,
     attach_reference_profile,
@@ -63,6 +65,8 @@ class TrainConfig:
     # 35k-row fit took 15 s on two threads against 3 s on one). Raise it on
     # dedicated hardware.
     threads: int = 1
+    # The model card lists every slice; those with fewer validation rows are not checked.
+    card_min_slice_rows: int = 300
 
     def __post_init__(self) -> None:
         if not self.train_start <= self.train_end < self.valid_end:
@@ -97,6 +101,7 @@ class TrainedModel:
     manifest: dict[str, Any]
     label: str
     seconds: dict[str, float] = field(default_factory=dict)
+    training_set_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,9 @@ def _fit_and_evaluate(
     progress("evaluation", 0, 1)
     p = predict_proba(pipeline, split.valid, inputs.columns)
     evaluation = evaluate(split.train, split.valid, label, p, threshold)
+    evaluation["card"] = slice_table(
+        split.valid, split.valid[label].to_numpy(), p, threshold, config.card_min_slice_rows
+    )
     progress("evaluation", 1, 1)
     seconds["evaluation"] = time.perf_counter() - started
     return TrainedModel(
@@ -200,6 +208,7 @@ def _fit_and_evaluate(
         manifest=manifest,
         label=label,
         seconds=seconds,
+        training_set_path=training_set.path,
     )
 
 
@@ -208,9 +217,33 @@ def window(frame: pd.DataFrame) -> dict[str, str]:
     return {"first_departure": times.min().isoformat(), "last_departure": times.max().isoformat()}
 
 
-def lineage(trained: TrainedModel, config: TrainConfig) -> dict[str, Any]:
-    """The registry metadata: where the model came from and how good it was."""
+def training_set_path(settings: Settings | None, path: Path | None) -> str:
+    """The set's path as metadata records it: relative to the data dir when inside it
+    (without ``settings``, absolute)."""
+    if path is None:
+        return ""
+    return relative_to_data(settings.data_dir, path) if settings else str(path.resolve())
+
+
+def lineage(
+    trained: TrainedModel, config: TrainConfig, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The registry metadata: where the model came from, how to rebuild it, how good it was."""
     manifest = trained.manifest
+    train_window = {
+        "start": config.train_start.isoformat(),
+        "end": config.train_end.isoformat(),
+        "rows": len(trained.split.train),
+        **window(trained.split.train),
+    }
+    validation_window = {
+        "start": (config.train_end + timedelta(days=1)).isoformat(),
+        "end": config.valid_end.isoformat(),
+        "rows": len(trained.split.valid),
+        # The gate compares two models on identical rows only; this says which rows.
+        "fingerprint": fingerprint(trained.split.valid),
+        **window(trained.split.valid),
+    }
     return {
         "feature_service": manifest["feature_service"],
         "features": list(manifest["features"]),
@@ -224,28 +257,37 @@ def lineage(trained: TrainedModel, config: TrainConfig) -> dict[str, Any]:
                 "fingerprint",
                 "rows",
                 "positive_rate",
+                "as_of",
                 "raw_watermark",
                 "prediction_lead_minutes",
-                "path",
                 "git_commit",
             )
-        },
-        "train_window": {
-            "start": config.train_start.isoformat(),
-            "end": config.train_end.isoformat(),
-            "rows": len(trained.split.train),
-            **window(trained.split.train),
-        },
-        "validation_window": {
-            "start": (config.train_end + timedelta(days=1)).isoformat(),
-            "end": config.valid_end.isoformat(),
-            "rows": len(trained.split.valid),
-            **window(trained.split.valid),
-        },
+        }
+        | {"path": training_set_path(settings, trained.training_set_path)},
+        "train_window": train_window,
+        "validation_window": validation_window,
         "git_commit": git_commit(),
         "seed": config.seed,
         "threads": config.threads,
         "params": trained.params,
+        # What `models reproduce` needs beyond the data: the same fit, the same libraries.
+        "reproducibility": {
+            "seed": config.seed,
+            "threads": config.threads,
+            "cv_splits": config.cv_splits,
+            "params": trained.params,
+            **environment(),
+        },
+        "model_card": build_card(
+            trained.evaluation["card"],
+            trained.threshold,
+            {
+                "train": train_window,
+                "validation": validation_window,
+                "training_set_as_of": manifest.get("as_of", ""),
+                "training_set_fingerprint": manifest.get("fingerprint", ""),
+            },
+        ),
         "cv": trained.cv,
         "threshold": trained.threshold,
         "metrics": trained.evaluation["metrics"],
@@ -302,13 +344,16 @@ def train_and_register(
     # the registry entry, written last, can point at a report that exists.
     bentoml = import_bentoml(settings)
     tag = bentoml.Tag(MODEL_NAME).make_new_version()
-    metadata = lineage(trained, config)
+    metadata = lineage(trained, config, settings)
     metadata["trained_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     metadata["trained_by"] = getpass.getuser()
     progress("report", 0, 1)
     out_dir = settings.reports_dir / MODEL_NAME / str(tag.version)
     html_path, metrics_path = write_report(out_dir, str(tag), trained, metadata)
-    metadata["report"] = {"html": str(html_path), "metrics_json": str(metrics_path)}
+    metadata["report"] = {
+        "html": relative_to_data(settings.data_dir, html_path),
+        "metrics_json": relative_to_data(settings.data_dir, metrics_path),
+    }
     progress("report", 1, 1)
     progress("registry", 0, 1)
     record = save_model(settings, trained.pipeline, metadata, tag=str(tag))

@@ -1,35 +1,28 @@
 """The training set a model run uses: reused when nothing behind it changed, then split by time.
 
-A set is reused only when its manifest matches the request: the same window,
-feature service and feature list, prediction lead and raw watermark, and the
-file's content still hashes to the manifest's fingerprint. Anything else
-rebuilds it. Rebuilding feature tables without new raw data (``python -m
-feature_repo build-features --full``) does not move the watermark: pass
+A stored set (``training.catalog``) is reused only when its manifest matches the
+request: the same window, feature service and feature list, prediction lead,
+and the same as-of instant (the raw watermark), and the file's content still
+hashes to the manifest's fingerprint. Anything else builds a new set, stored
+under a new name; the old one stays for the models that reference it.
+Rebuilding feature tables without new raw data (``python -m feature_repo
+build-features --full``) does not move the watermark: pass
 ``--rebuild-dataset`` after one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from feature_repo.raw_layer import RawLayer
 from feature_repo.settings import Settings
 from feature_repo.store import dataset_module, open_store
-from training.dataset import (
-    TrainingSet,
-    build_training_set,
-    default_output,
-    feature_refs,
-    fingerprint,
-    manifest_path,
-)
+from training.catalog import build_and_store, stored_sets, verified
+from training.dataset import TrainingSet, feature_refs, resolve_as_of
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +35,12 @@ class Split:
     valid: pd.DataFrame
 
 
-def expected_manifest(settings: Settings, start: date, end: date, store: Any) -> dict[str, Any]:
+def expected_manifest(
+    settings: Settings, start: date, end: date, store: Any, as_of: datetime | None = None
+) -> dict[str, Any]:
     """The manifest fields that decide whether a stored set still answers the request."""
     service = dataset_module(settings).FEATURE_SERVICE_NAME
-    watermark = RawLayer(settings.raw_dir).watermark()
-    if watermark is None:
-        raise RuntimeError("no raw data published; run `python -m feature_repo ingest` first")
-    if watermark < end:
-        raise RuntimeError(
-            f"raw data is published through {watermark}, before {end}; ingest through {end} first"
-        )
+    as_of = resolve_as_of(settings, end, as_of)
     try:
         refs, _ = feature_refs(store, service)
     except Exception as err:  # Feast's not-found errors share no base class worth naming
@@ -64,42 +53,44 @@ def expected_manifest(settings: Settings, start: date, end: date, store: Any) ->
         "feature_service": service,
         "features": [ref.replace(":", "__") for ref in refs],
         "prediction_lead_minutes": int(settings.prediction_lead.total_seconds() // 60),
-        "raw_watermark": str(watermark),
+        "as_of": as_of.isoformat(),
     }
 
 
-def reusable(path: Path, expected: dict[str, Any]) -> TrainingSet | None:
-    manifest_file = manifest_path(path)
-    if not (path.is_file() and manifest_file.is_file()):
-        return None
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except json.JSONDecodeError:
-        return None
-    stale = [key for key, value in expected.items() if manifest.get(key) != value]
-    if stale:
-        log.info("training set is stale", extra={"path": str(path), "differs": stale})
-        return None
-    frame = pd.read_parquet(path)
-    if fingerprint(frame) != manifest.get("fingerprint"):
-        log.warning("training set does not match its fingerprint", extra={"path": str(path)})
-        return None
-    return TrainingSet(manifest, path=path, loaded=frame)
+def find_stored(settings: Settings, expected: dict[str, Any]) -> TrainingSet | None:
+    """The newest stored set whose manifest matches ``expected`` and whose file is intact."""
+    for stored in reversed(stored_sets(settings)):
+        stale = [key for key, value in expected.items() if stored.manifest.get(key) != value]
+        if stale:
+            log.debug("stored set differs", extra={"path": str(stored.path), "differs": stale})
+            continue
+        found = verified(stored.path)
+        if found is not None:
+            return found
+    return None
 
 
 def load_or_build(
-    settings: Settings, start: date, end: date, rebuild: bool = False, store: Any | None = None
+    settings: Settings,
+    start: date,
+    end: date,
+    rebuild: bool = False,
+    store: Any | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[TrainingSet, bool]:
-    """The training set for ``start..end``, and whether a stored one was reused."""
+    """The training set for ``start..end`` as of ``as_of`` (default: the raw watermark),
+    and whether a stored one was reused."""
     store = store or open_store(settings)
-    out = default_output(settings, start, end)
     if not rebuild:
-        found = reusable(out, expected_manifest(settings, start, end, store))
+        found = find_stored(settings, expected_manifest(settings, start, end, store, as_of))
         if found is not None:
-            log.info("training set reused", extra={"path": str(out)})
+            log.info("training set reused", extra={"path": str(found.path)})
             return found, True
-    built = build_training_set(settings, start, end, store=store, out=out)
-    log.info("training set built", extra={"path": str(out), "rows": built.manifest["rows"]})
+    built, already_stored = build_and_store(settings, start, end, store=store, as_of=as_of)
+    log.info(
+        "training set built",
+        extra={"path": str(built.path), "rows": built.manifest["rows"], "stored": already_stored},
+    )
     return built, False
 
 

@@ -38,7 +38,7 @@ def test_the_gate_accepts_a_better_model_and_refuses_a_worse_one(registry, good,
 
     weak_tag = register(registry, weak, WEAK_GRID)
     good_tag = register(registry, good)
-    gate = GateConfig(min_gain=0.0, max_slice_drop=0.02, min_slice_rows=300)
+    gate = GateConfig.from_env(min_gain=0.0, max_slice_drop=0.02, min_slice_rows=300)
 
     first = promote(registry, weak_tag, gate)
     assert first.action == "promote" and first.gate.passed and first.gate.champion is None
@@ -61,7 +61,7 @@ def test_a_margin_the_candidate_cannot_clear_refuses_it(registry, good, weak) ->
     from training.promotion import GateConfig, promote
 
     promote(registry, register(registry, weak, WEAK_GRID))
-    outcome = promote(registry, register(registry, good), GateConfig(min_gain=0.5))
+    outcome = promote(registry, register(registry, good), GateConfig.from_env(min_gain=0.5))
     assert outcome.action == "promote_refused"
 
 
@@ -190,3 +190,38 @@ def test_a_champion_validated_on_another_window_is_rescored(registry, training_s
     assert outcome.gate.champion_rescored
     assert outcome.gate.validation_window == {"start": "2013-02-01", "end": "2013-02-28"}
     assert outcome.gate.champion_roc_auc is not None
+
+
+def test_cli_messages_after_a_rollback_and_a_forced_promotion(
+    registry, good, weak, monkeypatch, capsys
+) -> None:
+    """A refused archived model is not called a candidate; a forced promotion says why it
+    overrides the gate; `models show champion` shows the champion."""
+    import json
+
+    from training.__main__ import EXIT_GATE_REFUSED, console, main
+    from training.promotion import promote, rollback
+
+    monkeypatch.setenv("FEASTLINE_DATA_DIR", str(registry.data_dir))
+    monkeypatch.setattr(console, "width", 200)
+    weak_tag = register(registry, weak, WEAK_GRID)
+    good_tag = register(registry, good)
+    promote(registry, weak_tag)
+    promote(registry, good_tag)
+    rollback(registry, reason="drill")  # good is archived, weak is champion again
+    assert stages(registry)[good_tag] == "archived"
+
+    assert main(["models", "promote", good_tag, "--min-gain", "0.9"]) == EXIT_GATE_REFUSED
+    out = capsys.readouterr().out
+    assert f"{good_tag} stays archived" in out and "candidate" not in out.split("gate")[-1]
+
+    code = main(["models", "promote", good_tag, "--min-gain", "0.9", "--force", "--reason", "r1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "gate refused" in out
+    assert "--force overrides the gate's refusal" in out and "'r1'" in out
+    assert f"promote_forced: champion {weak_tag} -> {good_tag}" in out
+
+    assert main(["models", "show", "champion"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["tag"] == good_tag and shown["labels"]["stage"] == "champion"

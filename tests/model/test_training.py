@@ -95,7 +95,8 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert meta["threshold"] == trained.threshold
     assert meta["git_commit"]
     # train attaches the whylogs reference profile through the registry's hook
-    assert meta["reference_profile"] and Path(meta["reference_profile"]).is_file()
+    assert meta["reference_profile"] and not Path(meta["reference_profile"]).is_absolute()
+    assert (pipeline.settings.data_dir / meta["reference_profile"]).is_file()
 
     loaded = load_pipeline(pipeline.settings, record.tag)
     valid = trained.split.valid
@@ -105,7 +106,8 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert metrics["metrics"] == meta["metrics"] and metrics["tag"] == record.tag
     assert metrics["slices"] == trained.evaluation["slices"]
     html = registered.report_html.read_text()
-    assert html.count("data:image/png;base64,") == 5
+    # five headline plots, and the model card's calibration plot per slice family
+    assert html.count("data:image/png;base64,") == 5 + 3
     assert registered.report_html.parent.name == record.version
 
 
@@ -128,14 +130,17 @@ def test_a_stored_training_set_is_reused_while_nothing_behind_it_changed(
     pipeline, training_set
 ) -> None:
     from training.dataset import fingerprint
-    from training.trainset import expected_manifest, load_or_build, reusable
+    from training.trainset import expected_manifest, find_stored, load_or_build
 
     found, reused = load_or_build(pipeline.settings, *_window(training_set), store=pipeline.store)
     assert reused and found.path == training_set.path
     assert fingerprint(found.frame) == training_set.manifest["fingerprint"]
     expected = expected_manifest(pipeline.settings, *_window(training_set), pipeline.store)
-    assert reusable(training_set.path, dict(expected, raw_watermark="2013-03-31")) is None
-    assert reusable(training_set.path, dict(expected, features=expected["features"][1:])) is None
+    assert find_stored(pipeline.settings, expected).path == training_set.path
+    later = dict(expected, as_of="2013-03-31T00:00:00+00:00")
+    assert find_stored(pipeline.settings, later) is None
+    fewer = dict(expected, features=expected["features"][1:])
+    assert find_stored(pipeline.settings, fewer) is None
 
 
 def _window(training_set):
