@@ -100,7 +100,9 @@ def _cmd_datasets_list(args: argparse.Namespace, settings: Settings) -> int:
     )
     # The id is the fingerprint's first 12 hex digits, and names the file.
     for column in ("id", "window", "as of (raw watermark)", "rows", "models"):
-        table.add_column(column, no_wrap=column != "models", justify="right" * (column == "rows"))
+        table.add_column(
+            column, no_wrap=column != "models", justify="right" if column == "rows" else "left"
+        )
     for stored in sets:
         table.add_row(
             stored.fingerprint[:12]
