@@ -67,6 +67,15 @@ same and only the source read differs): with the view's registered source
 window's day partitions, replaced wherever Feast reads it (*pruned*). The
 Materializer's own engine time is shown next to both, with the paths its engine
 actually read.
+
+**Intraday: a day replayed every 15 minutes** (``--intraday-depths``,
+``--intraday-tick``). In a data directory of its own, ingest through the end of month
+M, catch up at the next midnight, then run the pipeline's step
+(``Materializer.run(now)``: ingest what became knowable since the last run, build the
+features to it, materialize to it) at every tick of the next day, as ``schedule
+--every 15m`` and the serving replay do. Per depth: the mean, p95 and worst run, each
+stage's mean, and the day's total; it must stay flat as history grows from 1 to 11
+months. ``--intraday-only`` runs just this workload.
 """
 
 from __future__ import annotations
@@ -775,6 +784,109 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+@dataclass
+class IntradayDepth:
+    months: int
+    days_on_disk: int
+    runs: list[dict[str, float]]
+
+    def mean(self, key: str) -> float:
+        return statistics.fmean(r[key] for r in self.runs)
+
+    def p95(self, key: str) -> float:
+        ordered = sorted(r[key] for r in self.runs)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def intraday(args: argparse.Namespace, data_dir: Path, redis_url: str) -> list[IntradayDepth]:
+    """The step every ``--intraday-tick`` through one day after each depth of history."""
+    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    tick = parse_duration(args.intraday_tick)
+    materializer = Materializer(settings)
+    depths = []
+    for months in args.intraday_depths:
+        day = date(2013, months + 1, 1)
+        started = time.perf_counter()
+        ingest(settings, day - timedelta(days=1))
+        if not depths:
+            apply(settings)
+        materializer.run(now=_midnight(day))
+        console.log(
+            f"intraday {months} month(s): ingested through {day - timedelta(days=1)}, caught up "
+            f"in {time.perf_counter() - started:.0f}s; replaying {day} every {args.intraday_tick}"
+        )
+        depth = IntradayDepth(months, 0, [])
+        now = _midnight(day) + tick
+        while now <= _midnight(day + timedelta(days=1)):
+            with ingest_results() as ingested:
+                result = materializer.run(now=now)
+            depth.runs.append(
+                {
+                    "rows": result.rows,
+                    "run": result.seconds,
+                    "ingest": sum(r.seconds for r in ingested),
+                    "build": sum(r.features.seconds for r in ingested if r.features),
+                    "materialize": sum(v.seconds for v in result.views),
+                }
+            )
+            now += tick
+        depth.days_on_disk = len(list((settings.features_dir / "route_perf_28d").glob("*")))
+        depths.append(depth)
+    redis.Redis.from_url(redis_url).flushdb()
+    return depths
+
+
+def intraday_table(depths: list[IntradayDepth], tick: str) -> Table:
+    table = Table(
+        title=f"Intraday: one day replayed every {tick} (Materializer.run: ingest -> build -> "
+        "materialize), cost per run as history grows",
+        title_justify="left",
+        caption="run: one step; ingest: publishing the new events (includes build); build: "
+        "extending the feature tables; views: writing the windows through Feast's engine. "
+        "Means over the day's runs unless marked; day total: the sum of the day's runs.",
+        caption_justify="left",
+    )
+    for column in (
+        "history",
+        "days on disk",
+        "runs",
+        "rows/run",
+        "run s (mean)",
+        "run s (p95)",
+        "run s (max)",
+        "ingest s",
+        "build s",
+        "views s",
+        "day total s",
+    ):
+        table.add_column(column, justify="right")
+
+    def cells(depth: IntradayDepth) -> list[float]:
+        return [
+            depth.mean("run"),
+            depth.p95("run"),
+            max(r["run"] for r in depth.runs),
+            depth.mean("ingest"),
+            depth.mean("build"),
+            depth.mean("materialize"),
+            sum(r["run"] for r in depth.runs),
+        ]
+
+    for depth in depths:
+        table.add_row(
+            f"{depth.months} mo",
+            str(depth.days_on_disk),
+            str(len(depth.runs)),
+            f"{depth.mean('rows'):,.0f}",
+            *(f"{value:.3f}" for value in cells(depth)),
+        )
+    if len(depths) > 1:
+        first, last = depths[0], depths[-1]
+        ratios = [f"{b / a:.2f}x" for a, b in zip(cells(first), cells(last), strict=True)]
+        add_growth_row(table, first, last, ["", "", *ratios])
+    return table
+
+
 # -- output ------------------------------------------------------------------------
 def _rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:,.0f}" if seconds > 0 and rows else "-"
@@ -910,6 +1022,16 @@ def write_settings_table(timings: list[tuple[str, float]], rows: int, rounds: in
     return table
 
 
+def add_growth_row(table: Table, first: Any, last: Any, cells: list[str]) -> None:
+    """The last depth over the first: history (days on disk), then ``cells``."""
+    table.add_section()
+    table.add_row(
+        f"{last.months} mo / {first.months} mo",
+        f"{last.days_on_disk / first.days_on_disk:.1f}x",
+        *cells,
+    )
+
+
 def history_table(depths: list[Depth]) -> Table:
     table = Table(
         title="Cost per daily run as history grows (fastest of the timed runs at each depth)",
@@ -950,15 +1072,9 @@ def history_table(depths: list[Depth]) -> Table:
         )
     if len(depths) > 1:
         first, last = depths[0], depths[-1]
-        table.add_section()
-        table.add_row(
-            f"{last.months} mo / {first.months} mo",
-            f"{last.days_on_disk / first.days_on_disk:.1f}x",
-            "",
-            *(f"{last.best(key) / first.best(key):.2f}x" for key in list(columns.values())[3:-2]),
-            "",
-            "",
-        )
+        keys = list(columns.values())[3:-2]
+        ratios = [f"{last.best(key) / first.best(key):.2f}x" for key in keys]
+        add_growth_row(table, first, last, ["", *ratios, "", ""])
     return table
 
 
@@ -991,6 +1107,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-history", action="store_true", help="throughput only")
     parser.add_argument(
+        "--intraday-depths",
+        default="1,3,6,11",
+        help="months of history before the day replayed intraday; 0 skips it",
+    )
+    parser.add_argument("--intraday-tick", default="15m", help="the intraday replay's tick")
+    parser.add_argument("--intraday-only", action="store_true", help="only the intraday workload")
+    parser.add_argument(
         "--quick", action="store_true", help="depths 1,6; 2 days; 1 repeat; 30d tick; 2 rounds"
     )
     args = parser.parse_args(argv)
@@ -1002,6 +1125,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.depths = sorted({int(m) for m in args.depths.split(",")})
     if not all(1 <= m <= 11 for m in args.depths):
         parser.error("--depths are months 1..11 (the throughput part needs the whole year)")
+    args.intraday_depths = sorted({int(m) for m in args.intraday_depths.split(",")} - {0})
+    if not all(1 <= m <= 11 for m in args.intraday_depths):
+        parser.error("--intraday-depths are months 1..11")
+    parse_duration(args.intraday_tick)
     if args.replay_tick not in ("0", "none"):
         parse_duration(args.replay_tick)
     return args
@@ -1048,6 +1175,14 @@ def run(args: argparse.Namespace, data_dir: Path, urls: list[str], own_server: b
         f"ceilings: pipelines of {args.ceiling_batch} rows"
     )
 
+    intraday_depths = (
+        intraday(args, data_dir.parent / "intraday", urls[1]) if args.intraday_depths else []
+    )
+    if intraday_depths:
+        console.print(intraday_table(intraday_depths, args.intraday_tick))
+        intraday_verdict(intraday_depths)
+    if args.intraday_only:
+        return
     depths = [] if args.skip_history else bench.history(store)
 
     ingest(bench.settings, date(2013, 12, 31))
@@ -1096,12 +1231,26 @@ def run(args: argparse.Namespace, data_dir: Path, urls: list[str], own_server: b
         )
         console.print(f"  the Materializer's runs made Feast's engine read: {', '.join(kinds)}")
     verdict(results, depths)
+    if intraday_depths:
+        console.print(intraday_table(intraday_depths, args.intraday_tick))
+        intraday_verdict(intraday_depths)
     console.log(f"total {time.perf_counter() - started:.0f}s")
 
 
 # Growth over the measured history that still counts as flat: the runs are ~1 s and
 # the machine is noisy, while unpruned reads grow with the number of partitions.
 FLAT = 1.5
+
+
+def intraday_verdict(depths: list[IntradayDepth]) -> None:
+    if len(depths) < 2:
+        return
+    first, last = depths[0], depths[-1]
+    growth = last.mean("run") / first.mean("run")
+    console.print(
+        f"intraday cost per run: {growth:.2f}x from {first.months} to {last.months} months of "
+        f"history ({'flat' if growth <= FLAT else 'NOT flat'}; flat means <= {FLAT}x)"
+    )
 
 
 def verdict(results: list[Throughput], depths: list[Depth]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from feature_repo.cli_support import iso_date, run_cli, stdout_console
+from feature_repo.cli_support import run_cli, stdout_console
 from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
 from feature_repo.structured_logging import info_as_debug
@@ -21,7 +21,7 @@ console = stdout_console()
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from feature_repo.pipeline import ingest
 
-    with console.status(f"ingesting through {args.through} ..."):
+    with console.status(f"ingesting through {_text(args.through)} ..."):
         result = ingest(
             settings,
             args.through,
@@ -32,14 +32,24 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     raw = result.raw
     new_rows = sum(raw.rows.values())
     if raw.nothing_new:
-        console.print(f"ingest: nothing new through {raw.through} (already published)")
+        console.print(f"ingest: nothing new through {_text(raw.through)} (already published)")
     feature_rows = sum(result.features.rows.values()) if result.features else 0
     console.print(
         f"ingest: published {new_rows:,} raw rows in {raw.days_written} day partitions "
-        f"through {raw.through}; {feature_rows:,} feature rows updated "
+        f"through {_text(raw.through)}; {feature_rows:,} feature rows updated "
         f"in {result.seconds:.1f}s"
     )
     return 0
+
+
+def _text(instant) -> str:
+    """A watermark for people: a date when it is a day's end, else the instant."""
+    from feature_repo.raw_layer import through_instant
+
+    instant = through_instant(instant)
+    if through_instant(instant.date()) == instant:
+        return f"{instant.date()} (end of day)"
+    return f"{instant:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _cmd_build_features(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,6 +82,18 @@ def _instant(text: str):
         raise argparse.ArgumentTypeError(
             f"expected an ISO date or datetime, got {text!r}"
         ) from None
+
+
+def _through(text: str):
+    """A date (through its end) or an ISO instant (naive: UTC)."""
+    from datetime import date
+
+    if "T" not in text and " " not in text.strip():
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    return _instant(text)
 
 
 def _duration(text: str):
@@ -160,6 +182,8 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     now = Clock(settings).now()
     state = MaterializationState(settings)
     rows = status_rows(settings)
+    expired = [row["view"] for row in rows if row["expired"]]
+    failed = bool(args.check and (expired or not rows))
     if args.json:
         print(
             json.dumps(
@@ -169,38 +193,53 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                     "online_store": settings.online_store_kind,
                     "views": rows,
                     "last_run": state.last_run(),
+                    "expired": expired,
                 },
                 indent=2,
                 default=str,
             )
         )
-        return 0
+        return 1 if failed else 0
     table = Table(
         title=f"online store: {settings.online_store_kind}; now {now.instant:%Y-%m-%d %H:%M} "
         f"UTC ({now.source} clock)"
     )
     for column in (
         "feature view",
-        "watermark",
+        "materialized to",
+        "newest row",
+        "age",
+        "objective",
+        "TTL",
+        "SLO",
         "last run",
         "rows",
-        "newest event",
-        "freshness",
-        "next run",
     ):
         table.add_column(column)
     for row in rows:
-        freshness = row["freshness_seconds"]
         table.add_row(
             row["view"],
             _short(row["watermark"]),
+            _short(row["newest_event"]),
+            _age(row["age_seconds"]),
+            _objective(row),
+            _age(row["ttl_seconds"]) if row["ttl_seconds"] else "never",
+            "[red]EXPIRED[/red]"
+            if row["expired"]
+            else "[yellow]late[/yellow]"
+            if row["breaks_slo"]
+            else "ok",
             _short(row["last_run"]),
             f"{row['rows']:,}",
-            _short(row["newest_event"]),
-            "-" if freshness is None else _age(freshness),
-            _short(row["next_run"]),
         )
     Console(width=max(console.width, 132)).print(table)
+    if rows:
+        period = _age(rows[0]["schedule_period_seconds"])
+        console.print(
+            f"schedule period {period}; next run {_short(rows[0]['next_run'])}. "
+            "SLO: newest row within its refresh period plus one schedule period, "
+            "materialized within one schedule period"
+        )
     last = state.last_run()
     if last:
         console.print(
@@ -209,14 +248,31 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         )
     if not rows:
         console.print("nothing materialized yet: run `python -m feature_repo materialize`")
+    if failed:
+        console.print(
+            f"[red]check failed:[/red] {', '.join(expired)} older than the TTL"
+            if expired
+            else "[red]check failed:[/red] nothing materialized"
+        )
+        return 1
     return 0
+
+
+def _objective(row: dict) -> str:
+    if row["freshness"] == "static":
+        return "static"
+    if row["objective_seconds"]:
+        return f"age <= {_age(row['objective_seconds'])}"
+    return f"lag <= {_age(row['schedule_period_seconds'])}"
 
 
 def _short(value: str | None) -> str:
     return "-" if not value else value.replace("T", " ")[:16]
 
 
-def _age(seconds: float) -> str:
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 86400 * 2:
@@ -233,9 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "ingest",
-        help="publish raw data knowable by the end of a day, then update the feature tables",
+        help="publish raw data knowable by an instant (or a day's end), then update the features",
     )
-    p.add_argument("--through", type=iso_date, required=True, help="last UTC day to publish")
+    p.add_argument(
+        "--through",
+        type=_through,
+        required=True,
+        help="a UTC day (publish through its end) or an ISO instant, e.g. 2013-03-11T12:15",
+    )
     p.add_argument(
         "--source-dir",
         type=Path,
@@ -304,8 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick", type=_duration, default=_duration("1d"))
     p.set_defaults(func=_cmd_schedule)
 
-    p = sub.add_parser("status", help="freshness per feature view, last and next run")
+    p = sub.add_parser("status", help="freshness per feature view against its SLO and TTL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when any view is older than its TTL (or nothing is materialized)",
+    )
     p.set_defaults(func=_cmd_status)
     return parser
 

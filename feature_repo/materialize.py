@@ -1,9 +1,13 @@
-"""Incremental materialization into the online store, up to "now".
+"""The pipeline's one step, up to "now": ingest, build features, materialize.
 
-One run: ingest what became knowable (daily), extend the feature tables, then
-push each feature view's window ``(watermark, end]`` into the online store
-through Feast's own materialization engine, so online reads stay consistent
-with Feast's definitions.
+One run (``Materializer.run``): publish every raw event knowable by "now"
+(intraday: the open day's partition grows with each run), extend the feature
+tables to the same instant, then push each feature view's window
+``(watermark, end]`` into the online store through Feast's own
+materialization engine, so online reads stay consistent with Feast's
+definitions. The wall-clock scheduler, a replay (``schedule --replay``, the
+serving replay of ``make run``) and ``materialize --now`` all run this step;
+they differ only in where "now" comes from.
 
 Why not ``FeatureStore.materialize_incremental``:
 
@@ -18,9 +22,9 @@ Why not ``FeatureStore.materialize_incremental``:
 - it keeps no record of rows written. The engine's job reports the rows it
   wrote and the newest event among them.
 
-``end`` is ``min(now, the end of the last day the feature tables cover)``: a
-run never writes values from after "now", and never moves a watermark past
-data that has not been computed yet (which would leave a gap). The watermark
+``end`` is ``min(now, the instant the feature tables are built to)``: a run
+never writes values from after "now", and never moves a watermark past data
+that has not been computed yet (which would leave a gap). The watermark
 of a view moves only after its write succeeded, so a run killed half-way is
 redone by the next one.
 """
@@ -32,7 +36,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -41,7 +45,6 @@ import duckdb
 from feature_repo.atomic_io import write_text
 from feature_repo.clock import Clock
 from feature_repo.feast_compat import provider
-from feature_repo.raw_layer import end_of_day
 from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
 from feature_repo.settings import Settings
 from feature_repo.state_files import MaterializationState
@@ -55,6 +58,16 @@ IN_FLIGHT_PREFIX = "materialize-writing."
 
 class RunSkipped(RuntimeError):
     """Another materialization holds the lock."""
+
+
+class NotApplied(RuntimeError):
+    """The Feast registry holds no online feature views: ``apply`` never ran here."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            f"no feature views are registered in {settings.feast_dir / 'registry.db'}; "
+            "run `python -m feature_repo apply` first"
+        )
 
 
 @dataclass
@@ -72,7 +85,7 @@ class RunResult:
     now: datetime
     end: datetime
     views: list[ViewResult] = field(default_factory=list)
-    ingested_through: date | None = None
+    ingested_through: datetime | None = None
     seconds: float = 0.0
     kind: str = "incremental"
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -87,6 +100,7 @@ class RunResult:
             "started_at": self.started_at.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "now": self.now.isoformat(),
+            "ingested_through": _iso(self.ingested_through) if self.ingested_through else None,
             "end": self.end.isoformat(),
             "rows": {v.view: v.rows for v in self.views},
             "windows": {
@@ -222,12 +236,20 @@ class Materializer:
         store = self.store
         proto_of = getattr(store.registry, "_get_registry_proto", None)
         if proto_of is None:  # a registry without a cached proto: list every time
-            return [v for v in store.list_feature_views() if v.online]
+            return self._registered([v for v in store.list_feature_views() if v.online])
         proto = proto_of(project=store.project, allow_cache=True)
-        version = (id(proto), proto.last_updated.SerializeToString(), proto.version_id)
+        # With cache_ttl_seconds 0 the registry file is parsed into a new proto each
+        # time, so the proto's identity says nothing: its update stamp and version do.
+        version = (proto.last_updated.SerializeToString(), proto.version_id)
         if self._views is None or self._views[0] != version:
             self._views = (version, [v for v in store.list_feature_views() if v.online])
-        return self._views[1]
+        return self._registered(self._views[1])
+
+    def _registered(self, views: list[Any]) -> list[Any]:
+        """A run with no views would write nothing and look "up to date": say why."""
+        if not views:
+            raise NotApplied(self.settings)
+        return views
 
     # -- the run -------------------------------------------------------------
     def run(
@@ -245,6 +267,7 @@ class Materializer:
 
     def _run_locked(self, now: datetime, ingest: bool) -> RunResult:
         started = time.perf_counter()
+        self.online_views()  # before any work: fails with advice when apply never ran
         self._clear_scratch()
         self._forget_watermarks_if_store_was_reset()
         ingested = self._catch_up_features(now) if ingest else None
@@ -279,6 +302,7 @@ class Materializer:
             raise RunSkipped(f"another materialization is running ({lock.holder()}); skipped")
         try:
             started = time.perf_counter()
+            self.online_views()
             now = Clock(self.settings).now().instant
             ready = min(now, self._features_ready_until())
             end = min(end, ready)
@@ -314,28 +338,27 @@ class Materializer:
             lock.release()
 
     # -- pieces ----------------------------------------------------------------
-    def _catch_up_features(self, now: datetime) -> date | None:
-        """Ingest every complete UTC day before ``now`` and extend the feature tables."""
+    def _catch_up_features(self, now: datetime) -> datetime | None:
+        """Ingest every event knowable by ``now`` and extend the feature tables to it."""
         from feature_repo.pipeline import feature_builder, ingest, raw_layer
 
-        through = now.date() - timedelta(days=1)
-        raw_watermark = raw_layer(self.settings).watermark()
-        if raw_watermark is None or raw_watermark < through:
-            ingest(self.settings, through)
-            return through
+        raw_through = raw_layer(self.settings).published_through()
+        if raw_through is None or raw_through < now:
+            ingest(self.settings, now)
+            return now
         builder = feature_builder(self.settings)
-        built = builder.watermark()
-        if built is None or built < raw_watermark:
+        built = builder.published_through()
+        if built is None or built < raw_through:
             builder.build()
         return None
 
     def _features_ready_until(self) -> datetime:
         from feature_repo.pipeline import feature_builder
 
-        built = feature_builder(self.settings).watermark()
+        built = feature_builder(self.settings).published_through()
         if built is None:
             raise RuntimeError("no feature tables yet; run `python -m feature_repo ingest` first")
-        return end_of_day(built)
+        return built
 
     def _materialize_views(
         self,
@@ -361,7 +384,8 @@ class Materializer:
                     (view.name, end, result.newest_event, result.rows)
                     for (view, start, end), result in zip(windows, results, strict=True)
                     if start <= end and view.name not in failures
-                ]
+                ],
+                described={view.name: _promise(view) for view, _, _ in windows},
             )
         if failures:
             raise next(iter(failures.values()))
@@ -478,6 +502,14 @@ class Materializer:
         return path
 
 
+def _promise(view: Any) -> dict[str, Any]:
+    """What a view promises about freshness (``feature_repo.freshness``)."""
+    return {
+        "ttl_seconds": view.ttl.total_seconds() if view.ttl else 0,
+        "freshness": (view.tags or {}).get("freshness"),
+    }
+
+
 def _iso(instant: datetime | None) -> str:
     return instant.isoformat() if instant else "?"
 
@@ -502,22 +534,28 @@ def _is_connection_error(err: BaseException) -> bool:
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Per feature view: watermark, last run's rows, freshness against "now", next run."""
+    """Per feature view: watermark, last run's rows, freshness against "now" and its
+    objective (``feature_repo.freshness``), next run."""
+    from feature_repo.freshness import assess, schedule_period
+
     state = MaterializationState(settings)
     now = Clock(settings).now().instant
     schedule = state.schedule()
+    period = schedule_period(state, settings.schedule_period)
+    views = state.views()
     rows = []
-    for name, view in sorted(state.views().items()):
-        newest = view.get("newest_event")
-        freshness = (now - datetime.fromisoformat(newest)).total_seconds() if newest else None
+    for fresh in assess(state, now, period):
+        view = views[fresh.view]
         rows.append(
             {
-                "view": name,
+                "view": fresh.view,
                 "watermark": view.get("watermark"),
                 "last_run": view.get("last_run_at"),
                 "rows": view.get("last_rows", 0),
-                "newest_event": newest,
-                "freshness_seconds": freshness,
+                "newest_event": view.get("newest_event"),
+                "freshness_seconds": fresh.age_seconds,
+                **fresh.as_dict(),
+                "schedule_period_seconds": period.total_seconds(),
                 "next_run": schedule.get("next_run"),
             }
         )

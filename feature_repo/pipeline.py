@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from feature_repo.feature_build import FeatureBuilder, FeatureBuildSummary
@@ -40,12 +40,13 @@ def feature_builder(settings: Settings) -> FeatureBuilder:
 
 def ingest(
     settings: Settings,
-    through: date,
+    through: date | datetime,
     source_dir: Path | None = None,
     build_features: bool = True,
     scale: int = 1,
 ) -> IngestResult:
-    """Publish everything knowable by the end of ``through``, then update the features."""
+    """Publish everything knowable by ``through`` (an instant, or the end of a day), then
+    update the features."""
     started = time.perf_counter()
     dataset = dataset_module(settings)
     tables = dataset.load_raw_tables(source_dir)
@@ -54,14 +55,18 @@ def ingest(
     summary = raw_layer(settings).publish(tables.events, tables.static, through)
     log.info(
         "raw ingest",
-        extra={"through": str(through), "previous": str(summary.previous), "rows": summary.rows},
+        extra={
+            "through": summary.through.isoformat(),
+            "previous": summary.previous.isoformat() if summary.previous else None,
+            "rows": summary.rows,
+        },
     )
     features = feature_builder(settings).build() if build_features else None
     if features:
         log.info(
             "features built",
             extra={
-                "through": str(features.through),
+                "through": features.through.isoformat(),
                 "rows": features.rows,
                 "seconds": round(features.seconds, 2),
             },

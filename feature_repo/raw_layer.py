@@ -1,19 +1,27 @@
-"""The immutable raw layer: event tables partitioned by the UTC day they became knowable.
+"""The append-only raw layer: event tables partitioned by the UTC day they became knowable.
 
 Layout under ``data/raw``::
 
     <table>/date=YYYY-MM-DD/part-0.parquet   event tables, one file per day
     <table>/snapshot.parquet                 static tables, written once
-    _watermark.json                          the last day that is published
+    _watermark.json                          the instant everything up to is published
 
-A day is *published* once the watermark covers it. Published files are never
-rewritten. A run that dies before moving the watermark leaves only unpublished
-files behind, which the next run overwrites.
+The watermark is an instant: every event with ``knowable_at`` at or before it is
+published, so an ingest can run at any time of day. A day whose end the watermark
+has passed is complete, and its file is never written again. The day the watermark
+is in (the open day) grows with each run: its file is rewritten whole, with the rows
+already published first and unchanged, then the new ones, through a temporary file
+and a rename, so a reader sees the old file or the new one, never half of one.
+
+A run that dies before moving the watermark can leave rows after it in the open
+day's file; readers ignore them (``knowable_at`` after the watermark) and the
+next run drops them before appending its own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,6 +43,34 @@ def end_of_day(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
 
 
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def through_instant(through: date | datetime) -> datetime:
+    """What ``--through`` means: an instant as given (UTC if naive); a date, its last
+    microsecond, so everything knowable before the next midnight."""
+    if isinstance(through, datetime):
+        return through.astimezone(UTC) if through.tzinfo else through.replace(tzinfo=UTC)
+    return end_of_day(through) - ONE_MICROSECOND
+
+
+def last_complete_day(through: datetime) -> date:
+    """The last UTC day wholly covered by a watermark at ``through``."""
+    return (through + ONE_MICROSECOND).astimezone(UTC).date() - timedelta(days=1)
+
+
+def read_watermark(path: Path) -> datetime | None:
+    """A ``_watermark.json``'s instant; an older file's date means the end of that day."""
+    if not path.exists():
+        return None
+    import json
+
+    text = json.loads(path.read_text())["through"]
+    if "T" not in text:
+        return through_instant(date.fromisoformat(text))
+    return datetime.fromisoformat(text)
+
+
 def partition_day(path: Path) -> date | None:
     """The day of a file in a ``date=YYYY-MM-DD`` folder; None for any other file
     (a static table's snapshot)."""
@@ -44,8 +80,8 @@ def partition_day(path: Path) -> date | None:
 
 @dataclass(frozen=True)
 class IngestSummary:
-    through: date
-    previous: date | None
+    through: datetime
+    previous: datetime | None
     rows: dict[str, int]
     days_written: int
 
@@ -68,13 +104,14 @@ class RawLayer:
         self.root = root
 
     # -- reading -------------------------------------------------------------
-    def watermark(self) -> date | None:
-        path = self.root / WATERMARK_FILE
-        if not path.exists():
-            return None
-        import json
+    def published_through(self) -> datetime | None:
+        """The watermark: every event knowable at or before this instant is published."""
+        return read_watermark(self.root / WATERMARK_FILE)
 
-        return date.fromisoformat(json.loads(path.read_text())["through"])
+    def watermark(self) -> date | None:
+        """The last complete UTC day published (what a daily consumer may read)."""
+        through = self.published_through()
+        return None if through is None else last_complete_day(through)
 
     def partition_path(self, table: str, day: date) -> Path:
         return self.root / table / f"date={day.isoformat()}" / "part-0.parquet"
@@ -84,56 +121,58 @@ class RawLayer:
 
     def published_files(self, table: str) -> list[Path]:
         """Files of ``table`` covered by the watermark, oldest first."""
-        through = self.watermark()
+        through = self.published_through()
         snapshot = self.snapshot_path(table)
         if snapshot.exists():
             return [snapshot]
         if through is None:
             return []
-        files = []
-        for part in sorted((self.root / table).glob("date=*/part-0.parquet")):
-            day = partition_day(part)
-            if day is not None and day <= through:
-                files.append(part)
-        return files
+        # One directory listing, no stat per day: an intraday step lists every table
+        # each run. A published day's folder always holds its file (the folder is made
+        # just before the file is renamed in, and the watermark moves after both).
+        try:
+            names = sorted(n for n in os.listdir(self.root / table) if n.startswith("date="))
+        except FileNotFoundError:
+            return []
+        last = f"date={through.date().isoformat()}"
+        return [self.root / table / name / "part-0.parquet" for name in names if name <= last]
 
     # -- publishing ------------------------------------------------------------
     def publish(
         self,
         events: dict[str, tuple[pd.DataFrame, TableContract]],
         static: dict[str, tuple[pd.DataFrame, TableContract]],
-        through: date,
+        through: date | datetime,
     ) -> IngestSummary:
         """Validate every new batch, then write them and move the watermark.
 
         ``events`` hold full tables with a ``knowable_at`` column; only rows that
-        became knowable after the current watermark and by the end of ``through``
+        became knowable after the current watermark and at or before ``through``
         are new. Every batch is validated before the first byte is written, so a
         bad batch publishes nothing.
         """
-        previous = self.watermark()
+        through = through_instant(through)
+        previous = self.published_through()
         if previous is not None and through < previous:
             raise ValueError(
-                f"--through {through} is before the published watermark {previous}; "
-                "the raw layer is append-only"
+                f"--through {through.isoformat()} is before the published watermark "
+                f"{previous.isoformat()}; the raw layer is append-only"
             )
-        start = end_of_day(previous) if previous else None
-        stop = end_of_day(through)
 
         planned: list[tuple[Path, pd.DataFrame]] = []
         rows: dict[str, int] = {}
         for table, (frame, contract) in events.items():
             knowable = frame[KNOWABLE_AT]
-            mask = knowable < stop
-            if start is not None:
-                mask &= knowable >= start
+            mask = knowable <= through
+            if previous is not None:
+                mask &= knowable > previous
             new = frame.loc[mask]
             rows[table] = len(new)
             days = new[KNOWABLE_AT].dt.floor("D").dt.date
             for day, batch in new.groupby(days, sort=True):
                 target = self.partition_path(table, day)
                 batch = batch.sort_values(list(contract.unique_key) or [KNOWABLE_AT])
-                batch = batch.reset_index(drop=True)
+                batch = _after_published(target, batch, previous)
                 validate_frame(batch, contract, str(target.relative_to(self.root.parent)))
                 planned.append((target, batch))
         for table, (frame, contract) in static.items():
@@ -158,3 +197,19 @@ class RawLayer:
         return IngestSummary(
             through=through, previous=previous, rows=rows, days_written=days_written
         )
+
+
+def _after_published(target: Path, batch: pd.DataFrame, previous: datetime | None) -> pd.DataFrame:
+    """The open day's file: its published rows, unchanged and first, then ``batch``.
+
+    Rows after the watermark are a dead run's leftovers (see the module docstring)."""
+    if previous is None or not target.exists():
+        return batch.reset_index(drop=True)
+    published = pd.read_parquet(target)
+    published = published.loc[published[KNOWABLE_AT] <= previous]
+    if published.empty:
+        return batch.reset_index(drop=True)
+    # Read back as microseconds in pyarrow's UTC; the batch's own dtypes keep the
+    # concatenation typed (mixed time zone objects would make it ``object``).
+    published = published[list(batch.columns)].astype(batch.dtypes.to_dict())
+    return pd.concat([published, batch], ignore_index=True)

@@ -1,4 +1,8 @@
-"""Materialization on a schedule (APScheduler), and replays against the simulated clock.
+"""The pipeline's step on a schedule (APScheduler), and replays against the simulated clock.
+
+Every run is ``Materializer.run(now)``: ingest what is knowable by "now", build the
+features to it, materialize to it. The wall-clock scheduler takes "now" from the
+clock, a replay from its ticks.
 
 - Missed runs are coalesced into one, and a run never overlaps another: in this
   process (``max_instances=1``) and across processes (the run lock).
@@ -51,9 +55,11 @@ def replay(
     tick: timedelta,
     on_run: Callable[[RunResult], None] | None = None,
 ) -> list[RunResult]:
-    """Advance the simulated clock tick by tick, materializing at each, as fast as possible."""
+    """Advance the simulated clock tick by tick, running the step at each, as fast as possible."""
     clock = Clock(settings)
     materializer = Materializer(settings)
+    materializer.online_views()  # fails with advice when apply never ran
+    MaterializationState(settings).record_schedule(f"replay every {tick}", None, os.getpid(), tick)
     results = []
     for now in replay_instants(start, end, tick):
         clock.set(now)
@@ -65,12 +71,20 @@ def replay(
 
 
 class MaterializationScheduler:
-    def __init__(self, settings: Settings, trigger: Any, description: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        trigger: Any,
+        description: str,
+        period: timedelta | None = None,
+    ) -> None:
         from apscheduler.schedulers.blocking import BlockingScheduler
 
         self.settings = settings
         self.description = description
+        self.period = period
         self.materializer = Materializer(settings)
+        self.materializer.online_views()  # refuse to start, with advice, before apply
         self.state = MaterializationState(settings)
         self.scheduler = BlockingScheduler(timezone="UTC")
         self.scheduler.add_job(
@@ -92,6 +106,7 @@ class MaterializationScheduler:
             settings,
             IntervalTrigger(seconds=interval.total_seconds(), timezone="UTC"),
             f"every {interval}",
+            interval,
         )
 
     @classmethod
@@ -125,7 +140,7 @@ class MaterializationScheduler:
     def _record_next_run(self) -> None:
         job = self.scheduler.get_job("materialize")
         next_run = job.next_run_time if job else None
-        self.state.record_schedule(self.description, next_run, os.getpid())
+        self.state.record_schedule(self.description, next_run, os.getpid(), self.period)
 
     def _stop(self, signum: int, _frame: object) -> None:
         if self._stopping.is_set():

@@ -40,6 +40,11 @@ class Settings(BaseModel):
         default=timedelta(hours=2),
         description="How long before scheduled departure a prediction is made.",
     )
+    schedule_period: timedelta = Field(
+        default=timedelta(minutes=15),
+        description="How often the step runs when no scheduler has recorded its period; "
+        "freshness objectives allow one period of delay.",
+    )
     dataset_module: str = Field(
         default="feature_repo.flights",
         description="The package that adapts one dataset to the generic pipeline.",

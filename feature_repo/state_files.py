@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,20 @@ class MaterializationState:
         value = self.views().get(view, {}).get("watermark")
         return datetime.fromisoformat(value) if value else None
 
-    def advance_many(self, moves: list[tuple[str, datetime, datetime | None, int]]) -> None:
-        """Move several views' watermarks in one atomic write."""
+    def advance_many(
+        self,
+        moves: list[tuple[str, datetime, datetime | None, int]],
+        described: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Move several views' watermarks in one atomic write; ``described`` adds what
+        each view promises (its TTL and freshness tag) for ``status`` and the service."""
         if not moves:
             return
         state = self._load()
         finished = datetime.now(UTC).isoformat()
         for view, watermark, newest_event, rows in moves:
             entry = state["views"].setdefault(view, {})
+            entry.update((described or {}).get(view, {}))
             entry["watermark"] = watermark.isoformat()
             if newest_event is not None:
                 entry["newest_event"] = newest_event.isoformat()
@@ -68,11 +74,18 @@ class MaterializationState:
             return {}
         return json.loads(self.schedule_path.read_text())
 
-    def record_schedule(self, trigger: str, next_run: datetime | None, pid: int) -> None:
+    def record_schedule(
+        self,
+        trigger: str,
+        next_run: datetime | None,
+        pid: int,
+        period: timedelta | None = None,
+    ) -> None:
         payload = {
             "trigger": trigger,
             "pid": pid,
             "next_run": next_run.isoformat() if next_run else None,
+            "period_seconds": period.total_seconds() if period else None,
         }
         write_json(payload, self.schedule_path)
 

@@ -57,6 +57,11 @@ def build_alert(
         "failed": result.failed,
         "reasons": result.reasons,
         "drift_share": round(result.drift_share, 6),
+        "weighted_drift_share": (
+            None if result.weighted_share is None else round(result.weighted_share, 6)
+        ),
+        "window_days": result.window_days,
+        "calibrated_days": result.calibrated_days,
         "drifted": [
             {
                 "column": c.column,
@@ -67,6 +72,10 @@ def build_alert(
                 "whylogs_pvalue": c.whylogs.pvalue if c.whylogs else None,
                 "whylogs_category": c.whylogs.category if c.whylogs else None,
                 "critical": c.column in result.policy.critical,
+                "role": c.role,
+                "severe": c.severe,
+                "criteria": list(c.criteria),
+                "importance": c.importance,
                 "note": c.note,
             }
             for c in result.drifted

@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,10 @@ from feature_repo.settings import Settings
 from feature_repo.structured_logging import add_logging_options, configure_from_args
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from monitoring.alerts import AlertSink
+    from monitoring.calibration import Calibration
     from monitoring.profiles import Profile
 
 # Piped output (cron mail, CI logs) gets a wide table rather than rich's default 80 columns.
@@ -153,13 +156,20 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     started = time.perf_counter()
-    policy = DriftPolicy(
-        psi_threshold=args.psi_threshold,
-        js_threshold=args.js_threshold,
-        max_drift_share=args.max_drift_share,
-        critical=tuple(args.critical),
-        hellinger=tuple(args.hellinger),
-    )
+    try:
+        policy = DriftPolicy(
+            psi_threshold=args.psi_threshold,
+            js_threshold=args.js_threshold,
+            max_drift_share=args.max_drift_share,
+            max_weighted_share=args.max_weighted_share,
+            quantile=args.quantile,
+            fail_on_prediction=not args.prediction_info_only,
+            critical=tuple(args.critical),
+            hellinger=tuple(args.hellinger),
+            not_comparable=tuple(args.not_comparable),
+        )
+    except ValueError as err:
+        raise BadInput(str(err)) from None
     sinks = _sinks(args)
     out: Path = args.out or drift_dir(settings)
     args.reference = _reference_path(args, settings)
@@ -169,6 +179,7 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
         args.target = [profiles_dir(settings)]
     with _progress() as progress:
         reference, target, files = _read_inputs(args, progress)
+        calibration = _calibration(args, reference)
         columns = args.columns or None
         if args.exclude:
             # Columns that encode absolute time (the month) drift by construction.
@@ -182,10 +193,13 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
                 policy,
                 columns=columns,
                 on_column=lambda _: progress.advance(task),
+                calibration=calibration,
             )
         except DriftInputError as err:
             raise BadInput(f"{args.reference} vs {_names(files)}: {err}") from None
         sources = {"reference": str(args.reference), "targets": _names(files, limit=10)}
+        if calibration is not None:
+            sources["calibration"] = str(args.calibration)
         html_path = out / "report.html"
         if args.no_html:
             # A report from an earlier run would contradict this run's drift.json.
@@ -204,7 +218,7 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     json_path = write_drift_json(result, out / "drift.json", model_tag=model_tag, **sources)
     report = json_path if args.no_html else html_path
     limit = None if getattr(args, "verbose", 0) else 12
-    console.print(drift_table(result, title="drift: reference vs target", limit=limit))
+    console.print(drift_table(result, limit=limit))
     log.info(
         "drift compared",
         extra={
@@ -227,6 +241,121 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     elapsed = time.perf_counter() - started
     console.print(f"{summary_line(result)}; report {report} ({elapsed:.1f}s)", soft_wrap=True)
     return EXIT_DRIFT if result.failed else EXIT_OK
+
+
+def _calibration(args: argparse.Namespace, reference: Profile) -> Calibration | None:
+    """``--calibration``, else the file beside the reference; None with ``--no-calibration``
+    or when there is none (fixed thresholds then, and the report says so)."""
+    from monitoring.calibration import CalibrationError, null_path, read_calibration
+
+    if args.no_calibration:
+        return None
+    path = args.calibration or null_path(args.reference)
+    if args.calibration is None and not path.exists():
+        errors.print(
+            f"[yellow]warning:[/yellow] no calibration beside {args.reference} "
+            "(python -m monitoring calibrate): fixed thresholds"
+        )
+        return None
+    try:
+        calibration = read_calibration(path)
+    except CalibrationError as err:
+        raise BadInput(str(err)) from None
+    if not calibration.matches(reference):
+        raise BadInput(
+            f"{path}: calibrated for another reference ({calibration.reference_rows:,} rows, "
+            f"{calibration.reference_window[0]} .. {calibration.reference_window[1]}) than "
+            f"{args.reference} ({reference.rows:,} rows); re-run python -m monitoring calibrate"
+        )
+    args.calibration = path
+    return calibration
+
+
+def _cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from monitoring.calibration import CalibrationError, calibrate_frame
+
+    started = time.perf_counter()
+    args.reference = _reference_path(args, settings)
+    frames = []
+    for path in args.input:
+        try:
+            names = pq.ParquetFile(path).schema_arrow.names
+            frames.append(pd.read_parquet(path))
+        except FileNotFoundError:
+            raise BadInput(f"{path}: input file not found") from None
+        except (pa.ArrowException, OSError) as err:
+            raise BadInput(f"{path}: not a readable Parquet file ({err})") from None
+        if args.time_column not in names:
+            raise BadInput(f"{path}: no time column {args.time_column!r}")
+    history = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    with console.status("scoring windows of history against the reference"):
+        try:
+            calibration, out = calibrate_frame(
+                history,
+                args.reference,
+                time_column=args.time_column,
+                lengths=args.lengths,
+                out=args.out,
+                period=_period(args.period) if args.period else None,
+            )
+        except CalibrationError as err:
+            raise BadInput(f"{_names(args.input)}: {err}") from None
+    uncalibrated = [c for c in read_profile_columns(args.reference) if c not in calibration.nulls]
+    console.print(calibration_table(calibration))
+    if uncalibrated:
+        console.print(f"[dim]not in the history, so judged by fixed thresholds: "
+                      f"{', '.join(uncalibrated)}[/dim]")  # fmt: skip
+    windows = ", ".join(f"{n} x {d}-day" for d, n in calibration.windows.items())
+    console.print(
+        f"calibration: {windows} windows of {calibration.history[0]} .. "
+        f"{calibration.history[1]} -> {out} ({time.perf_counter() - started:.1f}s)",
+        soft_wrap=True,
+    )
+    return EXIT_OK
+
+
+def _period(values: list[str]) -> tuple[date, date]:
+    try:
+        first, last = (date.fromisoformat(v) for v in values)
+    except ValueError as err:
+        raise BadInput(f"--period: expected two ISO dates: {err}") from None
+    if last < first:
+        raise BadInput(f"--period: LAST {last} is before FIRST {first}")
+    return first, last
+
+
+def read_profile_columns(path: Path) -> tuple[str, ...]:
+    from monitoring.profiles import read_profile
+
+    return read_profile(path).columns
+
+
+def calibration_table(calibration: Calibration) -> Table:
+    """Per column and window length: the PSI that is normal (median, p99, max)."""
+    from rich.table import Table
+
+    from monitoring.drift import _quantile
+
+    table = Table(title="what history scores against the reference (PSI)", show_edge=False)
+    table.add_column("column", overflow="fold")
+    for length in calibration.lengths:
+        table.add_column(f"{length}-day median / p99 / max", justify="right")
+    for column in sorted(calibration.nulls):
+        cells = []
+        for length in calibration.lengths:
+            sample = calibration.nulls[column].get(length, {}).get("psi") or []
+            cells.append(
+                f"{_quantile(sample, 0.5):.3f} / {_quantile(sample, 0.99):.3f} / {sample[-1]:.3f}"
+                if sample
+                else "-"
+            )
+        note = calibration.not_comparable.get(column)
+        table.add_row(column + (" [dim](not comparable)[/dim]" if note else ""), *cells)
+    return table
 
 
 def _cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
@@ -531,19 +660,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-drift-share",
         type=_share,
         default=0.3,
-        help="fail above this share of drifted columns (default 0.3)",
+        help="fail above this share of drifted features (default 0.3)",
     )
     p.add_argument(
         "--psi-threshold",
         type=_positive,
         default=0.2,
-        help="a column drifts at PSI >= this (default 0.2)",
+        help="without a calibration, a column drifts at PSI >= this (default 0.2)",
     )
     p.add_argument(
         "--js-threshold",
         type=_positive,
-        default=0.1,
-        help="... or at JS distance >= this (default 0.1)",
+        default=0.19,
+        help="... or at JS distance >= this (default 0.19, which agrees with PSI 0.2: "
+        "PSI ≈ 5.5·JS² for small shifts); both only without a calibration",
+    )
+    p.add_argument(
+        "--quantile",
+        type=_share,
+        default=0.99,
+        help="with a calibration, a column drifts above this quantile of the scores that "
+        "windows of the same length in the reference period got (default 0.99)",
+    )
+    p.add_argument(
+        "--max-weighted-share",
+        type=_share,
+        default=0.5,
+        help="fail when drifted features carry more than this share of the model's "
+        "permutation importance (default 0.5)",
+    )
+    p.add_argument(
+        "--prediction-info-only",
+        action="store_true",
+        help="report prediction drift without failing the policy on it",
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="the reference's calibration (default: <reference>.null.json beside it)",
+    )
+    p.add_argument("--no-calibration", action="store_true", help="judge by fixed thresholds only")
+    p.add_argument(
+        "--not-comparable",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="show these columns but leave them out of the verdict "
+        "(calendar fields are found by the calibration)",
     )
     p.add_argument(
         "--critical", nargs="+", default=[], metavar="COLUMN", help="fail when any of these drifts"
@@ -596,6 +760,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_dir_option(p)
     p.set_defaults(func=_cmd_overview)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="score windows of history against the reference: each column's null",
+        description="Slides windows of each length (whole days, one day apart) over the "
+        "history within the reference's window, scores each against the reference as "
+        "compare does, and writes the per-column score distributions beside the reference "
+        "(<reference>.null.json). Also finds calendar columns (one value per day).",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="reference .bin profile (default: that of --model-tag, or of the champion)",
+    )
+    p.add_argument("--model-tag", default=None, help="model whose reference to calibrate")
+    p.add_argument(
+        "--input",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="Parquet history with the reference's columns and a time column: the "
+        "training set scored by the model, or the served-features log (--time-column "
+        "served_at); columns it lacks keep fixed thresholds",
+    )
+    p.add_argument(
+        "--time-column", default="event_timestamp", help="the rows' time (default event_timestamp)"
+    )
+    p.add_argument(
+        "--period",
+        nargs=2,
+        default=None,
+        metavar=("FIRST", "LAST"),
+        help="days of history to use, inclusive (default: the reference's own window); "
+        "e.g. served days known to be without real change",
+    )
+    p.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=[1, 3, 7],
+        metavar="DAYS",
+        help="window lengths in days that compare will see (default 1 3 7)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="output (default: <reference>.null.json)")
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("profile", help="profile a Parquet file into a whylogs .bin")
     p.add_argument("--input", type=Path, required=True, help="Parquet file")

@@ -8,10 +8,17 @@ A ``Profile`` is a mergeable summary of a table: per column a count, nulls,
 a KLL quantile sketch (numbers), frequent items (strings and integers) and a
 cardinality estimate. Files are whylogs' own ``.bin`` format, so whylogs tools
 can read them too.
+
+Each profile also carries exact, deterministic histograms of its columns
+(``monitoring.histograms``) in its metadata: drift scores come from those, so
+the same rows always give the same scores (whylogs' quantile sketch is
+randomised). A profile written without them (by whylogs tools, or before they
+existed) still compares, from the sketches.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +38,8 @@ from whylogs.viz.drift.column_drift_algorithms import (
 )
 
 from feature_repo.atomic_io import write_with
+from monitoring import histograms
+from monitoring.histograms import Histogram
 
 ColumnKind = Literal["numeric", "categorical", "empty"]
 
@@ -40,7 +49,8 @@ ColumnKind = Literal["numeric", "categorical", "empty"]
 _ROWS = "feastline.rows"
 _WINDOW_START = "feastline.window_start"
 _WINDOW_END = "feastline.window_end"
-_INTERNAL = (_ROWS, _WINDOW_START, _WINDOW_END)
+_HISTOGRAMS = "feastline.histograms"
+_INTERNAL = (_ROWS, _WINDOW_START, _WINDOW_END, _HISTOGRAMS)
 
 
 class ProfileError(ValueError):
@@ -79,10 +89,11 @@ class WhylogsDrift:
 class Profile:
     """An immutable, mergeable summary of a table (wraps a whylogs profile view)."""
 
-    __slots__ = ("_view",)
+    __slots__ = ("_histograms", "_view")
 
     def __init__(self, view: DatasetProfileView) -> None:
         self._view = view
+        self._histograms: dict[str, Histogram] | None = None
 
     def __repr__(self) -> str:
         return f"Profile(rows={self.rows}, columns={len(self.columns)})"
@@ -108,6 +119,21 @@ class Profile:
     def window(self) -> tuple[datetime | None, datetime | None]:
         meta = self._view.metadata or {}
         return _parse_time(meta.get(_WINDOW_START)), _parse_time(meta.get(_WINDOW_END))
+
+    @property
+    def has_histograms(self) -> bool:
+        return _HISTOGRAMS in (self._view.metadata or {})
+
+    def histograms(self) -> dict[str, Histogram]:
+        """Exact per-column histograms (empty for a profile written without them)."""
+        if self._histograms is None:
+            text = (self._view.metadata or {}).get(_HISTOGRAMS)
+            parsed = json.loads(text) if text else {}
+            self._histograms = {k: Histogram.from_json(v) for k, v in parsed.items()}
+        return self._histograms
+
+    def histogram(self, column: str) -> Histogram | None:
+        return self.histograms().get(column)
 
     def stats(self, column: str) -> ColumnStats:
         view = self._column(column)
@@ -201,6 +227,11 @@ def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+def histograms_of(frame: pd.DataFrame) -> dict[str, Histogram]:
+    """The exact histograms a profile of ``frame`` carries (for calibration)."""
+    return histograms.of_frame(_prepare(frame))
+
+
 class ProfileBuilder:
     """Accumulates batches into one profile in place.
 
@@ -225,6 +256,7 @@ class ProfileBuilder:
         self._window = window
         self._base = base
         self._rows = 0
+        self._histograms: dict[str, Histogram] = {}
 
     @property
     def rows(self) -> int:
@@ -240,6 +272,9 @@ class ProfileBuilder:
         prepared = _prepare(frame)
         if len(prepared.columns) and len(prepared):
             self._profile.track(pandas=prepared)
+            self._histograms = histograms.merge_sets(
+                [self._histograms, histograms.of_frame(prepared)]
+            )
         self._rows += len(frame)
 
     def snapshot(self) -> Profile:
@@ -257,6 +292,7 @@ class ProfileBuilder:
         view = self._profile.view()
         meta = dict(self._metadata)
         meta[_ROWS] = str(self._rows)
+        meta[_HISTOGRAMS] = _histograms_text(self._histograms)
         if self._window is not None:
             meta[_WINDOW_START] = _utc(self._window[0]).isoformat()
             meta[_WINDOW_END] = _utc(self._window[1]).isoformat()
@@ -293,6 +329,10 @@ def profile_frame(
     return builder._current()
 
 
+def _histograms_text(columns: Mapping[str, Histogram]) -> str:
+    return json.dumps({k: h.to_json() for k, h in sorted(columns.items())}, separators=(",", ":"))
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -312,6 +352,10 @@ def merge(profiles: Iterable[Profile]) -> Profile:
     for item in items:
         metadata.update(item.metadata)
     metadata[_ROWS] = str(sum(item.rows for item in items))
+    # Exact histograms survive a merge only when every part has them.
+    if all(item.has_histograms for item in items):
+        merged = histograms.merge_sets(item.histograms() for item in items)
+        metadata[_HISTOGRAMS] = _histograms_text(merged)
     starts = [s for s in (item.window[0] for item in items) if s is not None]
     ends = [e for e in (item.window[1] for item in items) if e is not None]
     if starts:

@@ -8,11 +8,13 @@ prediction shows up; the label only exists in the reference.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from monitoring.drift import IMPORTANCE_KEY
 from monitoring.profiles import profile_frame, write_profile
 
 # The column name served profiles should use for the predicted probability.
@@ -29,11 +31,14 @@ def write_reference_profile(
     time_col: str | None = "event_timestamp",
     model_tag: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    importance: Mapping[str, float] | None = None,
 ) -> Path:
     """Profile features, prediction and label of ``frame`` into ``out_path`` (atomic).
 
     ``time_col``, when present, gives the profile its window (first and last
-    prediction time). Returns the path, for the model's registry metadata.
+    prediction time). ``importance`` (the model's permutation importance per
+    input) lets drift weigh features by what they matter to the model. Returns
+    the path, for the model's registry metadata.
     """
     columns = list(dict.fromkeys([*features, *(c for c in (prediction_col, label_col) if c)]))
     meta = {
@@ -41,6 +46,7 @@ def write_reference_profile(
         "label_column": label_col,
         "prediction_column": prediction_col or "",
         **({"model_tag": model_tag} if model_tag else {}),
+        **({IMPORTANCE_KEY: json.dumps(dict(importance), sort_keys=True)} if importance else {}),
         **(metadata or {}),
     }
     window = None

@@ -20,7 +20,9 @@ from matplotlib.figure import Figure
 from rich.table import Table
 
 from feature_repo.atomic_io import write_json, write_text
+from monitoring import histograms
 from monitoring.drift import ColumnDrift, DriftResult
+from monitoring.histograms import Histogram
 from monitoring.profiles import Profile
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 REFERENCE_COLOR = "#4c72b0"
 TARGET_COLOR = "#dd8452"
 _PLOT_BINS = 40
-_FEW_VALUES = 12
+_FEW_VALUES = 31
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -44,54 +46,115 @@ def _pvalue(value: float | None) -> str:
 
 
 def ordered(result: DriftResult) -> list[ColumnDrift]:
-    """Drifted columns first, then by PSI, largest first."""
-    return sorted(result.columns, key=lambda c: (not c.drifted, -(c.psi or 0.0), c.column))
+    """The prediction first, then drifted columns, then by PSI, largest first."""
+    return sorted(
+        result.columns,
+        key=lambda c: (c.role != "prediction", not c.drifted, not c.judged, -(c.psi or 0.0),
+                       c.column),
+    )  # fmt: skip
 
 
 def _whylogs_cell(column: ColumnDrift) -> str:
     wl = column.whylogs
     if wl is None:
         return "-"
-    return f"{wl.algorithm} p={_pvalue(wl.pvalue)} {wl.category or ''}".strip()
+    return f"{wl.algorithm} p={_pvalue(wl.pvalue)}"
+
+
+def _verdict_text(column: ColumnDrift) -> str:
+    if not column.judged:
+        return "not judged"
+    if column.severe:
+        return "SEVERE"
+    return "DRIFT" if column.drifted else "ok"
+
+
+def _importance(column: ColumnDrift) -> str:
+    return "-" if column.importance is None else f"{column.importance:.4f}"
 
 
 def drift_table(result: DriftResult, title: str | None = None, limit: int | None = None) -> Table:
-    """The columns most drifted first; only the first ``limit`` of them if given."""
-    table = Table(title=title, show_edge=False)
+    """The verdict per column; JS and whylogs' tests are in drift.json and the HTML report.
+    The most drifted columns come first; only the first ``limit`` of them if given."""
+    table = Table(title=title or window_title(result), show_edge=False)
     table.add_column("column", overflow="fold")
-    table.add_column("kind")
+    table.add_column("importance", justify="right")
     table.add_column("PSI", justify="right")
-    table.add_column("JS", justify="right")
-    table.add_column("whylogs (not used for the verdict)")
+    table.add_column("normal up to", justify="right")
+    table.add_column("outside ref", justify="right")
     table.add_column("nulls ref→target", justify="right")
     table.add_column("verdict")
+    table.add_column("why", overflow="fold", ratio=1)
     rows = ordered(result)
     if limit is not None and len(rows) > limit:
-        table.caption = (
-            f"{len(rows) - limit} more columns, less drifted: see the report (-v lists all)"
-        )
+        table.caption = f"{len(rows) - limit} more columns, less drifted (-v lists all)"
         rows = rows[:limit]
     for c in rows:
-        verdict = "[red]DRIFT[/red]" if c.drifted else "[green]ok[/green]"
+        verdict = _verdict_text(c)
+        style = {"SEVERE": "bold red", "DRIFT": "red", "ok": "green"}.get(verdict, "dim")
+        name = c.column + (" [bold](prediction)[/bold]" if c.role == "prediction" else "")
         if c.column in result.policy.critical:
-            verdict += " (critical)"
+            name += " (critical)"
+        why = "; ".join(c.criteria) or c.note
         table.add_row(
-            c.column,
-            c.kind,
+            name,
+            _importance(c),
             _num(c.psi),
-            _num(c.js),
-            _whylogs_cell(c),
+            _num(c.thresholds.get("psi")) if c.judged else "-",
+            "-" if c.novel is None else f"{c.novel:.1%}",
             f"{c.reference_null_share:.1%}→{c.target_null_share:.1%}",
-            verdict + (f" [dim]{c.note}[/dim]" if c.note else ""),
+            f"[{style}]{verdict}[/{style}]",
+            f"[dim]{why}[/dim]" if why else "",
         )
     return table
 
 
+def _window_text(window: tuple[datetime | None, datetime | None]) -> str:
+    start, end = window
+    if start is None or end is None:
+        return "unknown (the profiles carry no window)"
+    days = (end - start).total_seconds() / 86400
+    return f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC ({days:.3g} days)"
+
+
+def window_title(result: DriftResult) -> str:
+    return (
+        f"drift: target {_window_text(result.target_window)} vs reference "
+        f"{_window_text(result.reference_window)}"
+    )
+
+
+def prediction_line(result: DriftResult) -> str:
+    """The model's output on its own line: the drift that matters most."""
+    p = result.prediction
+    if p is None:
+        return "prediction: not in both profiles"
+    verdict = "DRIFT: " + "; ".join(p.criteria) if p.drifted else "ok"
+    normal = f" ({p.normal})" if p.normal else ""
+    return f"prediction ({p.column}): PSI {_num(p.psi)}{normal}; {verdict}"
+
+
+def weighted_line(result: DriftResult) -> str:
+    weighted = result.weighted_share
+    if weighted is None:
+        return "importance-weighted drift: no permutation importance in the reference"
+    return (
+        f"importance-weighted drift: drifted features carry {weighted:.0%} of the model's "
+        f"permutation importance (fails above {result.policy.max_weighted_share:.0%})"
+    )
+
+
 def summary_line(result: DriftResult) -> str:
     verdict = "FAIL: " + "; ".join(result.reasons) if result.failed else "pass"
+    weighted = result.weighted_share
+    weight = "" if weighted is None else f", {weighted:.0%} of importance"
+    prediction = result.prediction
+    moved = ""
+    if prediction is not None:
+        moved = f"; prediction {'DRIFT' if prediction.drifted else 'ok'}"
     return (
-        f"drift: {len(result.drifted)} of {len(result.columns)} columns drifted "
-        f"({result.drift_share:.0%}), {result.reference_rows:,} reference rows vs "
+        f"drift: {len(result.drifted_features)} of {len(result.features)} features drifted "
+        f"({result.drift_share:.0%}{weight}){moved}, {result.reference_rows:,} reference rows vs "
         f"{result.target_rows:,} target rows; policy {verdict}"
     )
 
@@ -206,14 +269,45 @@ def skew_summary(result: SkewResult) -> str:
 # -- plots -----------------------------------------------------------------
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _few_integers(histogram: Histogram | None) -> bool:
+    """An integer column with few values (weekday, hour, engines): bars per value."""
+    if histogram is None or histogram.kind != "numeric":
+        return False
+    return len(histogram.keys) <= _FEW_VALUES and all(float(k).is_integer() for k in histogram.keys)
+
+
+def _value_bars(axes: Axes, reference: Histogram, target: Histogram) -> None:
+    values = sorted(set(reference.keys) | set(target.keys))
+    positions = list(range(len(values)))
+    for histogram, color, name, shift in (
+        (reference, REFERENCE_COLOR, "reference", -0.2),
+        (target, TARGET_COLOR, "target", 0.2),
+    ):
+        counts = dict(zip(histogram.keys, histogram.counts, strict=True))
+        shares = [counts.get(v, 0) / histogram.total if histogram.total else 0.0 for v in values]
+        axes.bar([p + shift for p in positions], shares, width=0.4, color=color, label=name)
+    axes.set_xticks(positions, [str(int(v)) for v in values], fontsize=9)
+    axes.set_ylabel("share of rows")
+
+
+def _grid_shares(histogram: Histogram, edges: list[float]) -> list[float]:
+    return histograms.pmf(histogram, edges)[1:-1]
 
 
 def _numeric_plot(axes: Axes, reference: Profile, target: Profile, column: str) -> None:
     # A finer, evenly spaced grid than the PSI bins: this is for the eye.
-    lows = [p.quantiles(column, [0.005])[0] for p in (reference, target)]
-    highs = [p.quantiles(column, [0.995])[0] for p in (reference, target)]
+    ref_hist, tgt_hist = reference.histogram(column), target.histogram(column)
+    exact = ref_hist is not None and tgt_hist is not None
+    if ref_hist is not None and tgt_hist is not None:  # (exact, spelled out for mypy)
+        lows = [histograms.quantiles(h, [0.005])[0] for h in (ref_hist, tgt_hist)]
+        highs = [histograms.quantiles(h, [0.995])[0] for h in (ref_hist, tgt_hist)]
+    else:
+        lows = [p.quantiles(column, [0.005])[0] for p in (reference, target)]
+        highs = [p.quantiles(column, [0.995])[0] for p in (reference, target)]
     low, high = min(lows), max(highs)
     if high <= low:
         high = low + 1.0
@@ -221,9 +315,15 @@ def _numeric_plot(axes: Axes, reference: Profile, target: Profile, column: str) 
     # Right-closed bins: start just below ``low`` so that values equal to it show.
     edges = [math.nextafter(low, -math.inf)] + [low + i * step for i in range(1, _PLOT_BINS + 1)]
     centers = [low + (i + 0.5) * step for i in range(_PLOT_BINS)]
-    sides = ((reference, REFERENCE_COLOR, "reference"), (target, TARGET_COLOR, "target"))
-    for profile, color, name in sides:
-        shares = profile.pmf(column, edges)[1:-1]
+    sides = (
+        (reference, ref_hist, REFERENCE_COLOR, "reference"),
+        (target, tgt_hist, TARGET_COLOR, "target"),
+    )
+    for profile, histogram, color, name in sides:
+        if exact and histogram is not None:
+            shares = _grid_shares(histogram, edges)
+        else:
+            shares = profile.pmf(column, edges)[1:-1]
         axes.bar(centers, shares, width=step, alpha=0.5, color=color, label=name)
     axes.set_ylabel("share of non-null values")
 
@@ -236,7 +336,7 @@ def _binned_plot(axes: Axes, column: ColumnDrift) -> None:
     down = [p + 0.2 for p in positions]
     axes.barh(up, binned.reference, height=0.4, color=REFERENCE_COLOR, label="reference")
     axes.barh(down, binned.target, height=0.4, color=TARGET_COLOR, label="target")
-    axes.set_yticks(positions, binned.labels, fontsize=7)
+    axes.set_yticks(positions, binned.labels, fontsize=9)
     axes.invert_yaxis()
     axes.set_xlabel("share of rows")
 
@@ -245,23 +345,24 @@ def column_plot(column: ColumnDrift, reference: Profile, target: Profile) -> str
     """A base64 PNG of reference against target for one column, or None."""
     if column.binned is None:
         return None
-    distinct = reference.stats(column.column).distinct or 0
-    # A few distinct numbers (engines, weekday) read better as bars per value, and a
-    # side with no values at all (a feature gone missing) has no histogram to draw.
-    both_numeric = all(p.stats(column.column).kind == "numeric" for p in (reference, target))
-    as_bars = column.kind != "numeric" or distinct <= _FEW_VALUES or not both_numeric
-    height = max(2.6, 0.22 * len(column.binned.labels)) if as_bars else 2.6
-    figure = Figure(figsize=(6.5, height))
+    ref_hist, tgt_hist = reference.histogram(column.column), target.histogram(column.column)
+    figure = Figure(figsize=(10, 4))
     axes = figure.add_subplot()
-    if as_bars:
-        _binned_plot(axes, column)
-    else:
+    both_numeric = all(p.stats(column.column).kind == "numeric" for p in (reference, target))
+    if _few_integers(ref_hist) and tgt_hist is not None and tgt_hist.kind == "numeric":
+        assert ref_hist is not None
+        _value_bars(axes, ref_hist, tgt_hist)
+    elif column.kind == "numeric" and both_numeric:
         _numeric_plot(axes, reference, target, column.column)
-    axes.legend(fontsize=7)
+    else:
+        # Text values, or a side with no values at all (nothing to draw a histogram of).
+        figure.set_size_inches(10, max(4.0, 0.32 * len(column.binned.labels)))
+        _binned_plot(axes, column)
+    axes.legend(fontsize=10, loc="upper right")
     axes.set_title(
-        f"{column.column}: PSI {_num(column.psi)}, JS {_num(column.js)}, "
+        f"{column.column}: PSI {_num(column.psi)}, "
         f"nulls {column.reference_null_share:.1%} → {column.target_null_share:.1%}",
-        fontsize=9,
+        fontsize=12,
     )
     return _png(figure)
 
@@ -271,12 +372,21 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.drift { color: #b00020; font-weight: bold; } .ok { color: #2e7d32; }
+th:first-child, td:first-child, td.why { text-align: left; }
+td.why { max-width: 32em; font-size: 0.85em; }
+th.info, td.info { color: #777; }
+.drift { color: #b00020; font-weight: bold; } .ok { color: #2e7d32; } .skip { color: #777; }
 .fail { background: #fdecea; padding: 0.6em 1em; }
 .pass { background: #e8f5e9; padding: 0.6em 1em; }
-section { margin: 1.5em 0; } img { max-width: 100%; }
+.window { font-size: 1.1em; }
+section { margin: 1.5em 0; } img { width: 100%; max-width: 1000px; }
 """
+
+
+def _score_source(result: DriftResult) -> str:
+    if result.deterministic:
+        return "from exact histograms (repeatable)"
+    return "from whylogs sketches (a profile lacks exact histograms: may vary between runs)"
 
 
 def render_html(
@@ -289,47 +399,80 @@ def render_html(
     on_column: Callable[[str], None] | None = None,
 ) -> str:
     esc = html.escape
-    start, end = result.target_window
-    window = f"{start.isoformat() if start else '?'} .. {end.isoformat() if end else '?'}"
     banner_class = "fail" if result.failed else "pass"
     rows = []
     sections = []
     for c in ordered(result):
         wl = c.whylogs
-        verdict = '<span class="drift">DRIFT</span>' if c.drifted else '<span class="ok">ok</span>'
+        verdict = _verdict_text(c)
+        css = {"SEVERE": "drift", "DRIFT": "drift", "ok": "ok"}.get(verdict, "skip")
+        role = " (prediction)" if c.role == "prediction" else ""
+        why = "; ".join(c.criteria) or c.note
         rows.append(
-            f"<tr><td><a href='#{esc(c.column)}'>{esc(c.column)}</a></td><td>{c.kind}</td>"
-            f"<td>{_num(c.psi)}</td><td>{_num(c.js)}</td>"
-            f"<td>{esc(wl.algorithm) if wl else '-'}</td>"
-            f"<td>{_pvalue(wl.pvalue) if wl else '-'}</td>"
-            f"<td>{esc(wl.category or '-') if wl else '-'}</td>"
+            f"<tr><td><a href='#{esc(c.column)}'>{esc(c.column)}</a>{role}</td><td>{c.kind}</td>"
+            f"<td>{_importance(c)}</td><td>{_num(c.psi)}</td>"
+            f"<td>{_num(c.thresholds.get('psi')) if c.judged else '-'}</td>"
+            f"<td>{'-' if c.novel is None else f'{c.novel:.1%}'}</td>"
             f"<td>{c.reference_null_share:.1%} → {c.target_null_share:.1%}</td>"
-            f"<td>{verdict} {esc(c.note)}</td></tr>"
+            f"<td><span class='{css}'>{verdict}</span></td><td class='why'>{esc(why)}</td>"
+            f"<td class='info'>{_num(c.js)}</td>"
+            f"<td class='info'>{esc(wl.algorithm) if wl else '-'} "
+            f"p={_pvalue(wl.pvalue) if wl else '-'}</td></tr>"
         )
         image = column_plot(c, reference, target)
         body = f"<img alt='{esc(c.column)}' src='data:image/png;base64,{image}'>" if image else ""
-        sections.append(f"<section id='{esc(c.column)}'><h3>{esc(c.column)}</h3>{body}</section>")
+        normal = f"<p>{esc(c.normal)}</p>" if c.normal else ""
+        sections.append(
+            f"<section id='{esc(c.column)}'><h3>{esc(c.column)}{role}: {verdict}</h3>"
+            f"{normal}{body}</section>"
+        )
         if on_column is not None:
             on_column(c.column)
     policy = result.policy
     source_items = "".join(f"<li>{esc(k)}: {esc(str(v))}</li>" for k, v in (sources or {}).items())
+    if result.calibrated_days is not None:
+        rule = (
+            f"a column drifts when a statistic is above the p{policy.quantile * 100:g} of what "
+            f"{result.calibrated_days}-day windows of history scored against this reference "
+            f"(PSI at least {policy.psi_floor}, outside-reference share at least "
+            f"{policy.novel_floor:.0%}, null share moved at least {policy.nulls_floor:.0%}); "
+            f"it is severe beyond {policy.severe_factor:g}x the largest historical score"
+        )
+    else:
+        rule = (
+            f"no calibration: a column drifts at PSI &ge; {policy.psi_threshold} or JS &ge; "
+            f"{policy.js_threshold} (they agree: PSI ≈ 5.5·JS²)"
+        )
+    not_judged = [c.column for c in result.columns if not c.judged]
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{esc(title)}</h1>
+<p class="window" id="target-window"><b>Target window:</b> {
+        esc(_window_text(result.target_window))
+    }<br>
+<b>Reference window:</b> {esc(_window_text(result.reference_window))}</p>
 <p class="{banner_class}"><b>{esc(summary_line(result))}</b></p>
 <ul>
-<li>target window: {esc(window)}</li>
-<li>policy: a column drifts when PSI &ge; {policy.psi_threshold} or JS &ge; {policy.js_threshold};
-the run fails when more than {policy.max_drift_share:.0%} of columns drift
-or a critical column drifts ({esc(", ".join(policy.critical) or "none named")})</li>
+<li id="prediction"><b>{esc(prediction_line(result))}</b></li>
+<li>{esc(weighted_line(result))}</li>
+<li id="normal">What is normal: {esc(result.calibration_note)}</li>
+<li>rule: {rule}; the run fails on a severe column, when more than
+{policy.max_drift_share:.0%} of the judged features drift, when drifted features carry more than
+{policy.max_weighted_share:.0%} of the importance, when the prediction drifts
+({"on" if policy.fail_on_prediction else "off"}), or when a critical column drifts
+({esc(", ".join(policy.critical) or "none named")})</li>
+<li>not judged (not comparable by construction): {esc(", ".join(not_judged) or "-")}</li>
 <li>only in reference: {esc(", ".join(result.only_in_reference) or "-")};
 only in target: {esc(", ".join(result.only_in_target) or "-")}</li>
+<li>scores {esc(_score_source(result))};
+JS and whylogs' own tests are information only, not part of the verdict</li>
 {source_items}
 <li>generated {datetime.now(UTC).isoformat(timespec="seconds")}</li>
 </ul>
-<table><tr><th>column</th><th>kind</th><th>PSI</th><th>JS</th><th>whylogs test</th>
-<th>p-value</th><th>whylogs</th><th>nulls ref → target</th><th>verdict</th></tr>
+<table><tr><th>column</th><th>kind</th><th>importance</th><th>PSI</th><th>normal PSI up to</th>
+<th>outside ref</th><th>nulls ref → target</th><th>verdict</th><th class="why">why</th>
+<th class="info">JS (info)</th><th class="info">whylogs test (info)</th></tr>
 {"".join(rows)}
 </table>
 {"".join(sections)}

@@ -2,24 +2,24 @@
 
 Each flight is predicted ``Settings.prediction_lead`` before it departs, as in
 training. The clock advances in ticks (an hour by default); at each tick the
-online store is materialized through it, as the scheduler would, and the
-flights whose prediction time falls in ``[tick, tick + step)`` are sent, in
+pipeline's step runs through it (ingest what is knowable by the tick, build the
+features, materialize; the same ``Materializer.run`` the scheduler calls), and
+the flights whose prediction time falls in ``[tick, tick + step)`` are sent, in
 requests of ``batch`` flights, so each is served with features at most one
 step older than the point-in-time features it was trained on. (Ticking once a
 day served every flight with the features of midnight: aircraft idle since
 yesterday, the night's weather, an empty departure board, and a model that
 called nearly every flight late.)
 
-A simulation shortcut: each UTC day is ingested whole when the clock enters it,
-ahead of the clock, because ingestion is daily. Nothing reaches the service
-early: materialization only moves rows whose event timestamp is at or before
-the tick into the online store. Used by ``make run`` (``python -m serving demo``).
+Nothing reaches the service early: the raw layer holds only what was knowable
+by the tick. Used by ``make run`` (``python -m serving demo``).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -155,7 +155,7 @@ def replay_days(
     has them, the console only the replay's progress.
     """
     from feature_repo.materialize import Materializer
-    from feature_repo.pipeline import ingest, raw_layer
+    from feature_repo.state_files import MaterializationState
     from feature_repo.structured_logging import info_as_debug
 
     if step <= timedelta(0):
@@ -176,6 +176,9 @@ def replay_days(
     }
     clock = Clock(settings)
     materializer = Materializer(settings)
+    MaterializationState(settings).record_schedule(
+        f"serving replay every {step}", None, os.getpid(), step
+    )
     _warn_if_already_ahead(materializer, min(by_tick, default=None))
     per_day = {day: ReplayStats() for day in departure_days}
     total = ReplayStats()
@@ -187,10 +190,7 @@ def replay_days(
     )
     with httpx.Client(base_url=url, timeout=30) as client, routine:
         for done, tick in enumerate(sorted(by_tick), start=1):
-            watermark = raw_layer(settings).watermark()
-            if watermark is None or watermark < tick.date():
-                ingest(settings, tick.date())  # ahead of the clock: see the module docstring
-            materializer.run(now=tick, wait_seconds=60, ingest=False)
+            materializer.run(now=tick, wait_seconds=60)
             clock.set(tick)
             sending = by_tick[tick]
             for day in dict.fromkeys(d for d, _ in sending):

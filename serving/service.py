@@ -21,6 +21,7 @@ from starlette.responses import Response
 from feature_repo.settings import Settings
 from feature_repo.store import quiet_feast_warnings
 from serving.api_key import ApiKeyMiddleware
+from serving.freshness_gauge import FreshnessGauges
 from serving.serving_logs import configure_service_logging
 from serving.serving_metrics import METRICS
 
@@ -96,6 +97,7 @@ class FlightDelayService:
         started = time.perf_counter()
         self.predictor = Predictor(SETTINGS)
         METRICS.serving(self.predictor.champion.tag, self.predictor.champion.scorer.fast)
+        self.freshness = FreshnessGauges(SETTINGS)
         if RELOAD_CHECK_SECONDS > 0:
             self.predictor.watch_registry(RELOAD_CHECK_SECONDS)
         self.served = None
@@ -182,6 +184,7 @@ class FlightDelayService:
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
+        self.freshness.close()
         self.predictor.close()
         if self.served is not None:
             self.served.close()

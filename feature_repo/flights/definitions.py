@@ -10,7 +10,11 @@ TTLs say how long a value stays a fair description of "now" in offline
 (point-in-time) retrieval:
 
 - weather is observed hourly; a reading older than 2 hours is missing, not current;
-- congestion snapshots are hourly; carrier and route snapshots are daily;
+- congestion snapshots are hourly, carrier and route snapshots daily; a TTL is the
+  period plus a grace (30 min; a day for daily ones: the offline store's TTL takes
+  one time unit, whole days or seconds), so the snapshot in the online store stays
+  valid until the scheduled step (every 15 min) brings the next one. Offline, the
+  newest snapshot is always less than one period old, so no training value changes;
 - an aircraft's last landing stops being informative after 2 days on the ground;
 - plane attributes never expire.
 """
@@ -119,7 +123,7 @@ _trailing_schema = [
 carrier_perf_7d = FeatureView(
     name="carrier_perf_7d",
     entities=[carrier],
-    ttl=timedelta(days=1),
+    ttl=timedelta(days=2),
     schema=list(_trailing_schema),
     source=_source("carrier_perf_7d"),
     online=True,
@@ -129,7 +133,7 @@ carrier_perf_7d = FeatureView(
 route_perf_28d = FeatureView(
     name="route_perf_28d",
     entities=[origin, dest],
-    ttl=timedelta(days=1),
+    ttl=timedelta(days=2),
     schema=list(_trailing_schema),
     source=_source("route_perf_28d"),
     online=True,
@@ -139,7 +143,7 @@ route_perf_28d = FeatureView(
 origin_congestion_3h = FeatureView(
     name="origin_congestion_3h",
     entities=[origin],
-    ttl=timedelta(hours=1),
+    ttl=timedelta(hours=1, minutes=30),
     schema=[
         Field(name="departures", dtype=Int64),
         Field(name="cancellations", dtype=Int64),

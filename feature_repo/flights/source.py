@@ -105,13 +105,29 @@ def _local_clock(hhmm: pd.Series) -> pd.Series:
     return pd.to_timedelta(hhmm // 100, unit="h") + pd.to_timedelta(hhmm % 100, unit="m")
 
 
-def _localize_by_zone(local: pd.Series, zones: pd.Series) -> pd.Series:
+def _localize_by_zone(
+    local: pd.Series, zones: pd.Series, near: pd.Series | None = None
+) -> pd.Series:
+    """Wall-clock times -> UTC, each in its own zone.
+
+    A wall time that occurs twice (the hour repeated when daylight saving ends) is
+    resolved to the reading closest to ``near``, when given, else dropped (NaT).
+    """
     out = pd.Series(pd.NaT, index=local.index, dtype="datetime64[ns, UTC]")
     for zone, idx in local.groupby(zones).groups.items():
-        localized = local.loc[idx].dt.tz_localize(
-            zone, ambiguous="NaT", nonexistent="shift_forward"
-        )
-        out.loc[idx] = localized.dt.tz_convert("UTC")
+        part = local.loc[idx].dt
+        if near is None:
+            localized = part.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+            out.loc[idx] = localized.dt.tz_convert("UTC")
+            continue
+        # A wall time in the hour skipped when daylight saving starts (one 02:03 landing
+        # in 2013) was read off a clock not yet moved on: an hour later, summer time.
+        gap = pd.Timedelta(hours=1)
+        summer = part.tz_localize(zone, ambiguous=True, nonexistent=gap)
+        winter = part.tz_localize(zone, ambiguous=False, nonexistent=gap)
+        hint = near.loc[idx]
+        closer = (summer - hint).abs() <= (winter - hint).abs()
+        out.loc[idx] = summer.where(closer, winter).dt.tz_convert("UTC")
     return out
 
 
@@ -137,12 +153,15 @@ def build_departures_and_arrivals(
         (sched_dep_local - sched_dep.dt.tz_localize(None)).dt.total_seconds() // 60
     ).astype("int64")
 
-    sched_arr = _localize_by_zone(
-        local_day + _local_clock(flights["sched_arr_time"]), flights["dest"].map(zones)
-    )
-    # A red-eye lands on the next local day; the source only records the clock time.
+    # A red-eye lands on a later local day; the source only records the clock time.
+    # The day moves on the destination's calendar, not by 24 h of UTC: across a
+    # daylight-saving change those differ by an hour.
+    dest_zone = flights["dest"].map(zones)
+    sched_arr_wall = local_day + _local_clock(flights["sched_arr_time"])
     for _ in range(2):
-        sched_arr = sched_arr.where(sched_arr >= sched_dep, sched_arr + pd.Timedelta(days=1))
+        early = _localize_by_zone(sched_arr_wall, dest_zone) < sched_dep
+        sched_arr_wall = sched_arr_wall.where(~early, sched_arr_wall + pd.Timedelta(days=1))
+    sched_arr = _localize_by_zone(sched_arr_wall, dest_zone)
 
     cancelled = flights["dep_delay"].isna()
     dep_delay = flights["dep_delay"].astype("float64")
@@ -175,7 +194,10 @@ def build_departures_and_arrivals(
     )
 
     landed = flights["arr_delay"].notna()
-    arr_ts = sched_arr + pd.to_timedelta(flights["arr_delay"], unit="m")
+    # arr_delay is a difference of wall clocks at the destination (arr_time minus
+    # sched_arr_time), so it moves the wall clock; that wall time is then localized.
+    delay = pd.to_timedelta(flights["arr_delay"], unit="m")
+    arr_ts = _localize_by_zone(sched_arr_wall + delay, dest_zone, near=sched_arr + delay)
     arrivals = pd.DataFrame(
         {
             "flight_id": flight_id,

@@ -139,3 +139,25 @@ def test_watermark_cannot_move_backwards(pipeline) -> None:
     assert raw.watermark() == PIPELINE_THROUGH
     with pytest.raises(ValueError, match="append-only"):
         raw.publish({}, {}, date(2013, 1, 5))
+
+
+def test_a_bad_intraday_batch_publishes_nothing_and_leaves_the_open_day(tmp_path) -> None:
+    """The open day's partition grows by rewrite: a rejected batch must leave it, and the
+    watermark, exactly as they were."""
+    from datetime import UTC, datetime
+
+    from feature_repo.flights.source import load_raw_tables
+    from feature_repo.raw_layer import RawLayer
+
+    frame, contract = load_raw_tables().events["weather_observations"]
+    day = frame[frame["observed_at"].dt.date == NEXT_DAY].copy()
+    noon = datetime(2013, 3, 1, 12, tzinfo=UTC)
+    bad = day.index[day["observed_at"] > pd.Timestamp("2013-03-01 15:00Z")][0]
+    day.loc[bad, "origin"] = None
+    raw = RawLayer(tmp_path / "raw")
+    raw.publish({"weather_observations": (day, contract)}, {}, noon)
+    before = tree_checksums(tmp_path)
+    with pytest.raises(BatchRejected, match="origin"):
+        raw.publish({"weather_observations": (day, contract)}, {}, noon.replace(hour=18))
+    assert tree_checksums(tmp_path) == before
+    assert raw.published_through() == noon

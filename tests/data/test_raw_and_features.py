@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import duckdb
 import numpy as np
@@ -103,6 +103,20 @@ def _read_features(settings: Settings, name: str, every_column: bool = False) ->
     return frame.sort_values(order).reset_index(drop=True)
 
 
+def _assert_equals_one_full_build(built: Settings, full_dir, through) -> None:
+    """Every feature table of ``built`` equals one full build through ``through``."""
+    from feature_repo.pipeline import ingest
+
+    full = Settings(data_dir=full_dir)
+    ingest(full, through)
+    for name in FEATURE_TABLES:
+        pd.testing.assert_frame_equal(
+            _read_features(built, name, every_column=True),
+            _read_features(full, name, every_column=True),
+            obj=name,
+        )
+
+
 FEATURE_TABLES = (
     "aircraft_last_flight",
     "carrier_perf_7d",
@@ -127,14 +141,7 @@ def test_daily_builds_that_read_only_recent_days_equal_one_full_build(tmp_path) 
     while day < end:
         day += timedelta(days=1)
         ingest(daily, day)
-    full = Settings(data_dir=tmp_path / "full")
-    ingest(full, end)
-    for name in FEATURE_TABLES:
-        pd.testing.assert_frame_equal(
-            _read_features(daily, name, every_column=True),
-            _read_features(full, name, every_column=True),
-            obj=name,
-        )
+    _assert_equals_one_full_build(daily, tmp_path / "full", end)
 
     # The case the key view exists for: routes with no arrival in the 28 days
     # before a snapshot, first seen long before the raw days a daily build reads.
@@ -157,3 +164,45 @@ def test_daily_builds_that_read_only_recent_days_equal_one_full_build(tmp_path) 
     oldest = con.execute("SELECT min(knowable_at) FROM arrivals").fetchone()[0]
     assert oldest.date() >= date(2013, 1, 29)
     assert con.execute("SELECT count(*) FROM previous_keys").fetchone()[0] > 100
+
+
+def test_intraday_steps_grow_the_open_day_and_equal_one_full_build(tmp_path) -> None:
+    """Ingests at irregular instants through several days (as a scheduler would run them):
+    the open day's raw partition only ever gains rows, what was published stays as it was,
+    each table is rebuilt only when it can change, and the feature tables equal one full
+    build through the last instant, every column."""
+    from feature_repo.pipeline import feature_builder, ingest, raw_layer
+    from feature_repo.raw_layer import KNOWABLE_AT
+
+    stepped = Settings(data_dir=tmp_path / "stepped")
+    ingest(stepped, date(2013, 1, 6))
+    start = datetime(2013, 1, 7, tzinfo=UTC)
+    offsets = [timedelta(0), timedelta(hours=2, minutes=15), timedelta(hours=7, minutes=59)]
+    offsets += [timedelta(hours=12), timedelta(hours=12, seconds=1), timedelta(hours=17, minutes=30)]
+    instants = [start + timedelta(days=d) + o for d in range(3) for o in offsets]
+    instants.append(start + timedelta(days=3, hours=9, minutes=45))
+    departures = stepped.raw_dir / "departures"
+    previous = datetime(2013, 1, 7, tzinfo=UTC) - timedelta(microseconds=1)
+    for instant in instants:
+        before = {p: pd.read_parquet(p) for p in departures.glob("date=*/part-0.parquet")}
+        result = ingest(stepped, instant)
+        assert raw_layer(stepped).published_through() == instant
+        assert feature_builder(stepped).published_through() == instant
+        for path, rows in before.items():  # published rows first, unchanged
+            now = pd.read_parquet(path)
+            pd.testing.assert_frame_equal(now.iloc[: len(rows)], rows, obj=str(path))
+        published = pd.read_parquet(raw_layer(stepped).partition_path("departures", instant.date()))
+        assert published[KNOWABLE_AT].max() <= pd.Timestamp(instant)
+        # A daily table is rebuilt only when a midnight passed, an hourly one each hour.
+        midnight = datetime.combine(instant.date(), time(0), UTC)
+        assert (result.features.rows["route_perf_28d"] > 0) == (previous < midnight)
+        hour = instant.replace(minute=0, second=0)
+        assert (result.features.rows["origin_congestion_3h"] > 0) == (previous < hour)
+        # Event-time tables are rebuilt only when their raw input gained events.
+        new = result.raw.rows
+        assert (result.features.rows["weather_hourly"] > 0) == (new["weather_observations"] > 0)
+        assert (result.features.rows["aircraft_last_flight"] > 0) == (new["arrivals"] > 0)
+        previous = instant
+    _assert_equals_one_full_build(stepped, tmp_path / "full", instants[-1])
+    weather = _read_features(stepped, "weather_hourly")
+    assert weather["event_timestamp"].max() == pd.Timestamp(instants[-1]).floor("h")

@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from feature_repo.settings import Settings
 from monitoring import cli
+from monitoring.calibration import Calibration
 from monitoring.drift import DriftPolicy, DriftResult, compare
 from monitoring.profiles import Profile, profile_frame, read_profile, read_profiles
 
@@ -59,8 +60,8 @@ WEATHER = [
     "weather_hourly__visibility_mi",
 ]
 # The model was trained on January-April: a July or September month is new by
-# construction, whatever the data did. Monitoring's notes say to leave such
-# absolute-time columns out of drift verdicts; they are still profiled.
+# construction, whatever the data did. The reference's calibration finds it (one
+# value per day) and leaves it out of the verdict; it is still profiled.
 ABSOLUTE_TIME = ["flight_request_features__sched_month"]
 PROBABILITY = "probability"
 
@@ -228,27 +229,41 @@ def test_every_served_flight_is_in_its_days_profile(replayed: Replayed) -> None:
         assert set(profile.columns) == {*replayed.inputs, PROBABILITY}
 
 
-def test_july_drifts_on_weather_and_on_the_prediction(replayed: Replayed) -> None:
-    reference = read_profile(replayed.reference)
+def _calibrated(replayed: Replayed) -> tuple[Profile, Calibration]:
+    """The champion's reference and the calibration training wrote beside it."""
+    from monitoring.calibration import null_path, read_calibration
+
+    return read_profile(replayed.reference), read_calibration(null_path(replayed.reference))
+
+
+def test_july_drifts_on_weather_and_the_prediction_moves(replayed: Replayed) -> None:
+    reference, calibration = _calibrated(replayed)
     july = _day_profiles(replayed.settings, JULY)
-    result = compare(reference, july, DriftPolicy(), columns=_verdict_columns(reference, july))
+    result = compare(reference, july, calibration=calibration)
     _show(f"{_described(reference)} vs served 2013-07-08..14", result)
+    assert result.failed and result.calibrated_days == 7
     drifted = {c.column for c in result.drifted}
     assert {"weather_hourly__temp_f", "weather_hourly__dewpoint_f"} <= drifted
-    assert PROBABILITY in drifted
-    assert result.failed
-    # The month is left out of the verdict, but it is profiled and does move.
-    month = compare(reference, july, columns=ABSOLUTE_TIME).columns[0]
-    assert month.drifted
+    # The model's output has its own line: a July week moves it more than a typical
+    # week of the reference period does (its null's median for 7-day windows).
+    prediction = result.prediction
+    assert prediction is not None and prediction.column == PROBABILITY
+    assert prediction.psi is not None
+    assert prediction.psi > sorted(calibration.nulls[PROBABILITY][7]["psi"])[72]
+    # The month moves by construction: found by the calibration, shown, not judged.
+    month = next(c for c in result.columns if c.column == ABSOLUTE_TIME[0])
+    assert not month.judged and not month.drifted and (month.psi or 0) > 1
+    # Without a calibration, the fixed thresholds flag the prediction as well.
+    fixed = compare(reference, july, DriftPolicy(), columns=_verdict_columns(reference, july))
+    assert PROBABILITY in {c.column for c in fixed.drifted}
 
 
 def test_late_september_is_compared_too(replayed: Replayed) -> None:
-    reference = read_profile(replayed.reference)
+    reference, calibration = _calibrated(replayed)
     september = _day_profiles(replayed.settings, SEPTEMBER)
-    columns = _verdict_columns(reference, september)
-    result = compare(reference, september, DriftPolicy(), columns=columns)
+    result = compare(reference, september, calibration=calibration)
     _show(f"{_described(reference)} vs served 2013-09-20..26", result)
-    assert len(result.columns) == len(columns)
+    assert len(result.columns) == len(set(reference.columns) & set(september.columns))
     assert "weather_hourly__temp_f" in {c.column for c in result.drifted}
 
 
@@ -276,13 +291,16 @@ def test_compare_cli_finds_the_champions_reference(replayed: Replayed, tmp_path:
     july = [folder / f"profile-{stamp(_midnight(d))}-{WRITER}.bin" for d in JULY]
     out = tmp_path / "drift"
     args = ["compare", "--data-dir", replayed.settings.data_dir, "--target", *july]
-    args += ["--out", out, "--no-html", "--exclude", *ABSOLUTE_TIME]
+    args += ["--out", out, "--no-html"]
     code = cli.main([str(a) for a in args])
     assert code == cli.EXIT_DRIFT
     report = json.loads((out / "drift.json").read_text())
     assert report["model_tag"] == replayed.tag
     assert report["reference"] == str(replayed.reference)
-    assert ABSOLUTE_TIME[0] not in {c["column"] for c in report["columns"]}
+    # The calibration beside the registry's reference is found and used.
+    assert report["calibrated_days"] == 7 and report["calibration"].endswith(".null.json")
+    month = next(c for c in report["columns"] if c["column"] == ABSOLUTE_TIME[0])
+    assert month["judged"] is False
 
 
 # -- training/serving skew -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -306,6 +307,30 @@ def test_metrics_count_latency_and_missing_features(service, redis_settings) -> 
     text = httpx.get(f"{service.url}/metrics", headers=HEADERS, timeout=10).text
     assert "feastline_online_feature_seconds_bucket" in text
     assert 'feastline_missing_features_total{feature="plane_attributes__seats"}' in text
+
+
+@pytest.mark.integration
+def test_metrics_export_each_views_freshness(service, redis_settings) -> None:
+    """Age of each view's newest online row at the service's "now" (NOW, a midnight:
+    the midnight snapshots and observations are current), its TTL, its SLO state."""
+    deadline = time.monotonic() + 30  # the gauges refresh every 5 s
+    while True:
+        text = httpx.get(f"{service.url}/metrics", headers=HEADERS, timeout=10).text
+        gauges = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line.startswith("feastline_feature_view_")
+        }
+        if len(gauges) >= 18 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    views = ("weather_hourly", "origin_congestion_3h", "carrier_perf_7d", "route_perf_28d")
+    for view in views:
+        assert gauges[f'feastline_feature_view_age_seconds{{view="{view}"}}'] == 0.0, view
+        assert gauges[f'feastline_feature_view_slo_breach{{view="{view}"}}'] == 0.0, view
+    assert gauges['feastline_feature_view_ttl_seconds{view="weather_hourly"}'] == 7200.0
+    assert gauges['feastline_feature_view_ttl_seconds{view="plane_attributes"}'] == 0.0
+    assert len([g for g in gauges if g.startswith("feastline_feature_view_age")]) == 6
 
 
 @pytest.mark.integration

@@ -96,7 +96,17 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert meta["git_commit"]
     # train attaches the whylogs reference profile through the registry's hook
     assert meta["reference_profile"] and not Path(meta["reference_profile"]).is_absolute()
-    assert (pipeline.settings.data_dir / meta["reference_profile"]).is_file()
+    reference_path = pipeline.settings.data_dir / meta["reference_profile"]
+    assert reference_path.is_file()
+    # ... with the model's permutation importance, and its drift calibration beside it
+    from monitoring.calibration import null_path, read_calibration
+    from monitoring.profiles import read_profile
+
+    reference = read_profile(reference_path)
+    importance = json.loads(reference.metadata["feature_importance"])
+    assert set(importance) == set(meta["model_inputs"]) and max(importance.values()) > 0
+    calibration = read_calibration(null_path(reference_path))
+    assert calibration.matches(reference) and calibration.windows[7] > 0
 
     loaded = load_pipeline(pipeline.settings, record.tag)
     valid = trained.split.valid

@@ -61,7 +61,7 @@ def test_drift_exits_3_writes_reports_and_alerts(
 
     stdout = capsys.readouterr().out
     assert "temp" in stdout and "DRIFT" in stdout
-    assert "drift: 8 of 10 columns drifted (80%)" in stdout
+    assert "drift: 8 of 10 features drifted (80%)" in stdout
 
     report = json.loads((out / "drift.json").read_text())
     assert report["failed"] is True

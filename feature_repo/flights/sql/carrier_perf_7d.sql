@@ -4,6 +4,7 @@
 -- Incremental builds read 9 days of raw data (the window, plus a day for a
 -- departure that precedes its arrival) and keep the entities seen before:
 -- incremental: raw 9 days, keys carrier
+-- snapshots: daily
 WITH arrived AS (
     SELECT d.carrier, date_trunc('day', a.arr_ts) AS bucket, a.arr_delay, a.knowable_at
     FROM arrivals a JOIN departures d USING (flight_id)

@@ -3,6 +3,7 @@
 -- Incremental builds read the day before the window too (for the 3 hours before
 -- it) and keep the entities seen before:
 -- incremental: raw 1 day, keys origin
+-- snapshots: hourly
 WITH events AS (
     SELECT origin, date_trunc('hour', knowable_at) AS bucket,
            (NOT cancelled)::INT AS departed, cancelled::INT AS cancelled,

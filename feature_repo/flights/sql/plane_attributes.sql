@@ -1,4 +1,5 @@
 -- Static aircraft attributes, published once with the first ingest.
+-- snapshots: daily (one row per aircraft, at $static_known_since: a UTC midnight)
 SELECT
     tailnum,
     $static_known_since::TIMESTAMPTZ            AS event_timestamp,

@@ -2,6 +2,7 @@
 -- Incremental builds read 30 days of raw data (the window, plus a day for a
 -- departure that precedes its arrival) and keep the entities seen before:
 -- incremental: raw 30 days, keys origin, dest
+-- snapshots: daily
 WITH arrived AS (
     SELECT d.origin, d.dest, date_trunc('day', a.arr_ts) AS bucket, a.arr_delay, a.knowable_at
     FROM arrivals a JOIN departures d USING (flight_id)
