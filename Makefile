@@ -32,7 +32,7 @@ help: ## list the targets
 LOCK := requirements.lock
 LOCK_ARGS ?=
 # The pyproject extras the lock (and so every install) includes.
-LOCK_EXTRAS ?= dev
+LOCK_EXTRAS ?= dev spark
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -43,9 +43,19 @@ $(STAMP): pyproject.toml $(LOCK)
 setup: $(STAMP) ## create .venv and install the locked versions (requirements.lock) and the project
 
 # Keeps the current pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade takes the newest.
-lock: $(STAMP) ## recompile requirements.lock (exact versions, hashes) from pyproject.toml and its dev extra
+lock: $(STAMP) ## recompile requirements.lock (exact versions, hashes) from pyproject.toml and its extras
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras $(LOCK_EXTRAS:%=--extra %) \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
+
+# pyspark and sqlglot come with every install (the lock holds the spark extra); the
+# Spark engine needs Java besides.
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): $(STAMP)
+	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	touch $(SPARK_STAMP)
+
+.PHONY: setup-spark
+setup-spark: $(SPARK_STAMP) ## add what the Spark engine needs besides the lock (Java 17 from Debian)
 
 run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report, overview page
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
@@ -73,10 +83,14 @@ status: $(STAMP) ## freshness of each feature view in the online store
 serve: $(STAMP) ## start the BentoML service on 127.0.0.1:3000 (champion model, online features)
 	$(BIN)/python -m serving serve --port 3000
 
+.PHONY: bento
+bento: $(STAMP) ## build the service's Bento (bentofile.yaml); `bentoml serve flight_delay_service:latest` runs it
+	BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml build .
+
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
 
-test: $(STAMP) ## run every test (needs Redis on 127.0.0.1:6379; .ci/run starts it)
+test: $(SPARK_STAMP) ## run every test (needs Redis on 127.0.0.1:6379, which .ci/run starts; installs the Spark extra)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check, format check and the type check (mypy, configured in pyproject.toml)
@@ -124,6 +138,11 @@ bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full 
 .PHONY: bench-offline
 bench-offline: $(STAMP) ## training set on DuckDB vs Feast's file (Dask) store: time, memory, agreement, 1x and 10x
 	$(BIN)/python bench/offline.py $(BENCH_OFFLINE_ARGS)
+
+# Needs `make setup-spark`; starts (and stops) its own standalone Spark master and worker.
+.PHONY: bench-feature-build
+bench-feature-build: $(SPARK_STAMP) ## feature build on DuckDB vs Spark (standalone cluster) at 1x, 10x, 30x: wall, CPU, memory
+	$(BIN)/python bench/feature_build.py $(BENCH_FEATURE_BUILD_ARGS)
 
 # Drift check for cron or CI: exit 3 when the drift policy fails, 2 on a bad profile.
 REFERENCE ?=

@@ -305,6 +305,25 @@ class FeatureBuilder:
         through: datetime | None = None,
     ) -> None:
         """The raw views and ``previous_keys`` for one query (see the module docstring)."""
+        since, previous = self.read_scope(name, lookback, window_start)
+        create_raw_views(con, files, since, through)
+        keys = lookback.keys if lookback else ()
+        if not keys:  # never another query's
+            con.execute("DROP VIEW IF EXISTS previous_keys")
+            return
+        columns = ", ".join(keys)
+        if previous is not None:
+            source = f"SELECT DISTINCT {columns} FROM read_parquet('{previous}')"
+        else:  # a first build reads all of history: no entity can be missed
+            source = "SELECT " + ", ".join(f"NULL AS {k}" for k in keys) + " WHERE false"
+        con.execute(f"CREATE OR REPLACE VIEW previous_keys AS {source}")
+
+    def read_scope(
+        self, name: str, lookback: Lookback | None, window_start: datetime
+    ) -> tuple[date | None, Path | None]:
+        """For one query's build: the first raw day to read (None: all of history), and
+        the table's last built day file that ``previous_keys`` comes from (None on a
+        first build, which reads all of history and so can miss no entity)."""
         last_day = window_start.date() - timedelta(days=1)
         previous = self.features_dir / name / f"date={last_day.isoformat()}" / "part-0.parquet"
         incremental = (
@@ -312,19 +331,6 @@ class FeatureBuilder:
             and window_start > EARLIEST
             and (not lookback.keys or previous.exists())
         )
-        since = (
-            window_start.date() - timedelta(days=lookback.raw_days)
-            if incremental and lookback is not None
-            else None
-        )
-        create_raw_views(con, files, since, through)
-        keys = lookback.keys if lookback else ()
-        if not keys:  # never another query's
-            con.execute("DROP VIEW IF EXISTS previous_keys")
-            return
-        columns = ", ".join(keys)
-        if incremental:
-            source = f"SELECT DISTINCT {columns} FROM read_parquet('{previous}')"
-        else:  # a first build reads all of history: no entity can be missed
-            source = "SELECT " + ", ".join(f"NULL AS {k}" for k in keys) + " WHERE false"
-        con.execute(f"CREATE OR REPLACE VIEW previous_keys AS {source}")
+        if not incremental or lookback is None:
+            return None, None
+        return window_start.date() - timedelta(days=lookback.raw_days), previous

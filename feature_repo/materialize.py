@@ -45,6 +45,7 @@ import duckdb
 from feature_repo.atomic_io import write_text
 from feature_repo.clock import Clock
 from feature_repo.feast_compat import provider
+from feature_repo.redis_clients import wait_for_replicas
 from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
 from feature_repo.settings import Settings
 from feature_repo.state_files import MaterializationState
@@ -125,13 +126,16 @@ def check_online_store(settings: Settings) -> None:
         return
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    from feature_repo.redis_clients import open_redis
+
     try:
-        client.ping()
+        client = open_redis(settings)
+        try:
+            client.ping()
+        finally:
+            client.close()
     except redis.exceptions.RedisError as err:
         raise OnlineStoreUnavailable(f"cannot reach Redis at {settings.redis_url}: {err}") from None
-    finally:
-        client.close()
 
 
 def _partition_files(features_dir: Path, view: str, start: datetime, end: datetime) -> list[Path]:
@@ -183,9 +187,9 @@ class OnlineStoreMarker:
 
     def read(self) -> str | None:
         if self.settings.redis_url:
-            import redis
+            from feature_repo.redis_clients import open_redis
 
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+            client = open_redis(self.settings)
             try:
                 value = cast(bytes | None, client.get(self.REDIS_KEY))
             finally:
@@ -200,9 +204,9 @@ class OnlineStoreMarker:
     def create(self) -> str:
         token = uuid.uuid4().hex
         if self.settings.redis_url:
-            import redis
+            from feature_repo.redis_clients import open_redis
 
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2)
+            client = open_redis(self.settings)
             try:
                 client.set(self.REDIS_KEY, token)
             finally:
@@ -378,6 +382,10 @@ class Materializer:
             if start <= end and files:
                 writes.append((view, files, result))
         failures = self._write_through_feast(writes, newest_wins)
+        if advance and writes and not wait_for_replicas(self.settings):
+            # A master that dies now may take rows with it; the watermarks still move,
+            # as a replica that is this far behind is itself the problem to page on.
+            log.warning("cluster replicas lag behind their masters after the write")
         if advance:
             self.state.advance_many(
                 [
@@ -523,14 +531,9 @@ class _NoProgress:
 
 
 def _is_connection_error(err: BaseException) -> bool:
-    import redis
+    from feature_repo.redis_clients import is_outage
 
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, redis.exceptions.ConnectionError | ConnectionError | TimeoutError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return is_outage(err)
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:

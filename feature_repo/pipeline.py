@@ -29,13 +29,18 @@ def raw_layer(settings: Settings) -> RawLayer:
 
 def feature_builder(settings: Settings) -> FeatureBuilder:
     dataset = dataset_module(settings)
-    return FeatureBuilder(
-        raw=raw_layer(settings),
-        features_dir=settings.features_dir,
-        sql_dir=dataset.SQL_DIR,
-        raw_tables=dataset.RAW_TABLES,
-        static_known_since=dataset.STATIC_KNOWN_SINCE,
-    )
+    parts = {
+        "raw": raw_layer(settings),
+        "features_dir": settings.features_dir,
+        "sql_dir": dataset.SQL_DIR,
+        "raw_tables": dataset.RAW_TABLES,
+        "static_known_since": dataset.STATIC_KNOWN_SINCE,
+    }
+    if settings.engine == "spark":  # the same SQL files, transpiled (feature_repo/spark_build.py)
+        from feature_repo.spark_build import SparkFeatureBuilder
+
+        return SparkFeatureBuilder(settings=settings, **parts)
+    return FeatureBuilder(**parts)
 
 
 def ingest(

@@ -69,13 +69,9 @@ class RedisRunLock:
     LEASE_SECONDS = 10
 
     def __init__(self, settings: Settings) -> None:
-        import redis
+        from feature_repo.redis_clients import open_redis
 
-        if not settings.redis_url:
-            raise ValueError("the Redis run lock needs REDIS_URL")
-        self._client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=5
-        )
+        self._client = open_redis(settings)
         self._where = settings.redis_url
         self._lock = self._client.lock(self.KEY, timeout=self.LEASE_SECONDS, thread_local=False)
         self._stop = threading.Event()
@@ -83,6 +79,8 @@ class RedisRunLock:
 
     def acquire(self, wait_seconds: float) -> bool:
         import redis
+
+        from feature_repo.redis_clients import is_outage
 
         try:
             acquired = self._lock.acquire(
@@ -92,7 +90,9 @@ class RedisRunLock:
                 self._client.set(
                     f"{self.KEY}:holder", json.dumps(holder_description()), ex=self.LEASE_SECONDS
                 )
-        except redis.exceptions.ConnectionError as err:
+        except redis.exceptions.RedisError as err:
+            if not is_outage(err):
+                raise
             raise OnlineStoreUnavailable(f"cannot reach Redis at {self._where}: {err}") from None
         if acquired:
             self._stop.clear()

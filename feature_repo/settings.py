@@ -12,9 +12,10 @@ import os
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO_DIR = Path(__file__).resolve().parent
@@ -32,6 +33,16 @@ class Settings(BaseModel):
         default=None,
         description="redis://host:port/db. When unset, Feast's SQLite online store is used.",
     )
+    redis_type: Literal["redis", "redis_cluster"] = Field(
+        default="redis",
+        description="Feast's redis_type: one server (redis) or a Redis Cluster (redis_cluster), "
+        "whose nodes are found from REDIS_URL's node and FEASTLINE_REDIS_STARTUP_NODES.",
+    )
+    redis_startup_nodes: tuple[str, ...] = Field(
+        default=(),
+        description="More cluster nodes (host:port) to discover the cluster from, so that a "
+        "client starting while REDIS_URL's node is down still finds the others.",
+    )
     redis_key_ttl_seconds: int = Field(
         default=14 * 24 * 3600,
         description="Redis evicts an entity's features this long after its last write.",
@@ -45,6 +56,16 @@ class Settings(BaseModel):
         description="How often the step runs when no scheduler has recorded its period; "
         "freshness objectives allow one period of delay.",
     )
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Batch engine for the feature build: DuckDB in-process (default) or Spark.",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        description="SPARK_MASTER: spark://host:7077 for a standalone cluster, or local[N].",
+    )
+    spark_driver_memory: str = Field(default="1g", pattern=r"^\d+[kmgt]$")
+    spark_executor_memory: str = Field(default="1g", pattern=r"^\d+[kmgt]$")
     dataset_module: str = Field(
         default="feature_repo.flights",
         description="The package that adapts one dataset to the generic pipeline.",
@@ -60,6 +81,31 @@ class Settings(BaseModel):
             raise ValueError(f"REDIS_URL must look like redis://host:port/db, got {value!r}")
         return value
 
+    @field_validator("redis_startup_nodes")
+    @classmethod
+    def _check_startup_nodes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for node in value:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    f"FEASTLINE_REDIS_STARTUP_NODES takes host:port[,host:port...], got {node!r}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        if self.redis_type == "redis_cluster":
+            if not self.redis_url:
+                raise ValueError("FEASTLINE_REDIS_TYPE=redis_cluster needs REDIS_URL (any node)")
+            db = (urlparse(self.redis_url).path or "/0").lstrip("/") or "0"
+            if db != "0":
+                raise ValueError(f"a Redis Cluster has only database 0; REDIS_URL names db {db}")
+        elif self.redis_startup_nodes:
+            raise ValueError(
+                "FEASTLINE_REDIS_STARTUP_NODES needs FEASTLINE_REDIS_TYPE=redis_cluster"
+            )
+        return self
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {}
@@ -67,6 +113,18 @@ class Settings(BaseModel):
             values["data_dir"] = Path(data_dir)
         if redis_url := os.environ.get("REDIS_URL"):
             values["redis_url"] = redis_url
+        if redis_type := os.environ.get(f"{ENV_PREFIX}REDIS_TYPE"):
+            values["redis_type"] = redis_type
+        if nodes := os.environ.get(f"{ENV_PREFIX}REDIS_STARTUP_NODES"):
+            values["redis_startup_nodes"] = tuple(n.strip() for n in nodes.split(",") if n.strip())
+        if engine := os.environ.get(f"{ENV_PREFIX}ENGINE"):
+            values["engine"] = engine
+        if master := os.environ.get("SPARK_MASTER"):
+            values["spark_master"] = master
+        if memory := os.environ.get(f"{ENV_PREFIX}SPARK_DRIVER_MEMORY"):
+            values["spark_driver_memory"] = memory
+        if memory := os.environ.get(f"{ENV_PREFIX}SPARK_EXECUTOR_MEMORY"):
+            values["spark_executor_memory"] = memory
         if dataset := os.environ.get(f"{ENV_PREFIX}DATASET"):
             values["dataset_module"] = dataset
         if lead := os.environ.get(f"{ENV_PREFIX}PREDICTION_LEAD_MINUTES"):
@@ -113,16 +171,34 @@ class Settings(BaseModel):
 
     @property
     def online_store_kind(self) -> str:
-        return "redis" if self.redis_url else "sqlite"
+        if not self.redis_url:
+            return "sqlite"
+        return "redis cluster" if self.redis_type == "redis_cluster" else "redis"
 
-    def feast_redis_connection_string(self) -> str:
-        """Feast wants ``host:port,db=N[,password=...]`` rather than a URL."""
+    def redis_nodes(self) -> list[tuple[str, int]]:
+        """REDIS_URL's node, then the extra startup nodes (a cluster's seeds)."""
         if not self.redis_url:
             raise ValueError("no REDIS_URL configured")
         parsed = urlparse(self.redis_url)
-        parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
-        db = (parsed.path or "/0").lstrip("/") or "0"
-        parts.append(f"db={db}")
+        nodes = [(str(parsed.hostname), parsed.port or 6379)]
+        for node in self.redis_startup_nodes:
+            host, _, port = node.rpartition(":")
+            if (host, int(port)) not in nodes:
+                nodes.append((host, int(port)))
+        return nodes
+
+    def feast_redis_connection_string(self) -> str:
+        """Feast wants ``host:port[,host:port...],db=N[,password=...]`` rather than a URL.
+
+        A cluster lists its startup nodes and no database (a cluster has only db 0,
+        and its nodes refuse SELECT)."""
+        parsed = urlparse(self.redis_url or "")
+        if self.redis_type == "redis_cluster":
+            parts = [f"{host}:{port}" for host, port in self.redis_nodes()]
+        else:
+            parts = [f"{host}:{port}" for host, port in self.redis_nodes()[:1]]
+            db = (parsed.path or "/0").lstrip("/") or "0"
+            parts.append(f"db={db}")
         if parsed.password:
             parts.append(f"password={parsed.password}")
         if parsed.scheme == "rediss":

@@ -39,9 +39,18 @@ def quiet_feast_warnings() -> None:
 def repo_config_dict(settings: Settings) -> dict[str, Any]:
     raw = yaml.safe_load(os.path.expandvars(FEATURE_STORE_YAML.read_text()))
     raw["registry"]["path"] = str(settings.feast_dir / "registry.db")
+    if settings.engine == "spark":
+        # Feast's own Spark offline store (point-in-time joins) and Spark compute engine
+        # (materialization), on SPARK_MASTER; the views' sources are then SparkSources.
+        from feature_repo.spark_session import spark_conf
+
+        conf = spark_conf(settings)
+        raw["offline_store"] = {"type": "spark", "spark_conf": conf}
+        raw["batch_engine"] = {"type": "spark.engine", "spark_conf": conf}
     if settings.redis_url:
         raw["online_store"] = {
             "type": "redis",
+            "redis_type": settings.redis_type,
             # Bounded timeouts: an unreachable Redis must fail a request, not hang it.
             "connection_string": settings.feast_redis_connection_string()
             + ",socket_connect_timeout=2,socket_timeout=2",
@@ -89,7 +98,10 @@ def _bound_redis_retries(store: FeatureStore) -> None:
     and 4 s, and a connection attempt inside each retry again: a request to a Redis
     that is down could wait anywhere from one to tens of seconds. Serving answers 503
     and materialization leaves its watermark for the next run, so both want to know
-    quickly.
+    quickly. On a cluster the same policy bounds the client's retries after a
+    connection error or ``CLUSTERDOWN`` (each retry re-reads the slot map first), so
+    a read that hits a dead master's slots fails fast too and succeeds again once
+    its replica has taken over.
     """
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
@@ -109,11 +121,22 @@ def definitions_module(settings: Settings) -> ModuleType:
     so the data directory is exported before the first import.
     """
     os.environ["FEASTLINE_DATA_DIR"] = str(settings.data_dir)
-    module = importlib.import_module(f"{settings.dataset_module}.definitions")
-    expected = str(settings.features_dir)
-    first_source = module.FEATURE_VIEWS[0].batch_source.path
-    if not first_source.startswith(expected):
-        module = importlib.reload(module)
+    # The engine decides the sources' kind (FileSource or SparkSource); it is exported
+    # only while the definitions are (re)imported, so that it never leaks into others.
+    engine = os.environ.get("FEASTLINE_ENGINE")
+    os.environ["FEASTLINE_ENGINE"] = settings.engine
+    try:
+        module = importlib.import_module(f"{settings.dataset_module}.definitions")
+        expected = str(settings.features_dir)
+        first = module.FEATURE_VIEWS[0].batch_source
+        spark = type(first).__name__ == "SparkSource"
+        if not first.path.startswith(expected) or spark != (settings.engine == "spark"):
+            module = importlib.reload(module)
+    finally:
+        if engine is None:
+            os.environ.pop("FEASTLINE_ENGINE", None)
+        else:
+            os.environ["FEASTLINE_ENGINE"] = engine
     return module
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -112,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="start the BentoML service on the champion model")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("FEASTLINE_SERVING_HOST", "127.0.0.1"),
+        help="bind address (default: FEASTLINE_SERVING_HOST, else loopback only)",
+    )
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
     p.set_defaults(func=_cmd_serve)

@@ -43,20 +43,9 @@ class Scored:
 
 
 def _is_store_outage(err: BaseException) -> bool:
-    import redis
+    from feature_repo.redis_clients import is_outage
 
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(
-            seen,
-            redis.exceptions.ConnectionError
-            | redis.exceptions.TimeoutError
-            | ConnectionError
-            | TimeoutError,
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return is_outage(err)
 
 
 class Predictor:
@@ -160,13 +149,14 @@ class Predictor:
         if self.settings.redis_url:
             import redis
 
-            client = redis.Redis.from_url(
-                self.settings.redis_url, socket_connect_timeout=1, socket_timeout=1
-            )
+            from feature_repo.redis_clients import open_redis
+
             try:
-                return bool(client.ping())
+                client = open_redis(self.settings, connect_timeout=1, socket_timeout=1)
+                try:
+                    return bool(client.ping())
+                finally:
+                    client.close()
             except redis.exceptions.RedisError:
                 return False
-            finally:
-                client.close()
         return (self.settings.feast_dir / "online_store.db").exists()

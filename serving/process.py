@@ -22,9 +22,13 @@ def service_env(
     env["BENTOML_HOME"] = str(settings.bentoml_home)
     env["BENTOML_DO_NOT_TRACK"] = "True"
     env["FEASTLINE_DATA_DIR"] = str(settings.data_dir)
-    env.pop("REDIS_URL", None)
+    for name in ("REDIS_URL", "FEASTLINE_REDIS_TYPE", "FEASTLINE_REDIS_STARTUP_NODES"):
+        env.pop(name, None)
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
+        env["FEASTLINE_REDIS_TYPE"] = settings.redis_type
+    if settings.redis_startup_nodes:
+        env["FEASTLINE_REDIS_STARTUP_NODES"] = ",".join(settings.redis_startup_nodes)
     if workers:
         env["FEASTLINE_SERVING_WORKERS"] = str(workers)
     env.update(extra or {})

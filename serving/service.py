@@ -36,7 +36,9 @@ RELOAD_CHECK_SECONDS = float(os.environ.get("FEASTLINE_RELOAD_CHECK_SECONDS", "5
 PROFILING = os.environ.get("FEASTLINE_PROFILING", "on").lower() not in ("0", "off", "false", "no")
 
 _requests = __import__(f"{SETTINGS.dataset_module}.requests", fromlist=["requests"])
-FlightRequest = _requests.request_model(*_requests.known_codes(SETTINGS.raw_dir))
+# Airports and carriers are read from the data directory at the first request, not
+# here: `bentoml build` imports this module with no data directory at all.
+FlightRequest = _requests.lazy_request_model(SETTINGS.raw_dir)
 Flights = Annotated[list[FlightRequest], Field(min_length=1, max_length=MAX_FLIGHTS)]  # type: ignore[valid-type]
 
 log = logging.getLogger("serving")
@@ -78,7 +80,9 @@ def json_response(body: dict[str, Any]) -> Any:
     workers=WORKERS,
     threads=THREADS,
     traffic={"timeout": 30},
-    http={"host": "127.0.0.1", "port": 3000},
+    # Loopback unless told otherwise (the Bento's container image sets 0.0.0.0);
+    # `bentoml serve --host` and BENTOML_HOST override both.
+    http={"host": os.environ.get("FEASTLINE_SERVING_HOST", "127.0.0.1"), "port": 3000},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     logging={"access": {"enabled": False}},
     # BentoML's OpenTelemetry middleware builds a span per request even at its default
@@ -95,6 +99,7 @@ class FlightDelayService:
 
         configure_service_logging(SETTINGS.data_dir)
         started = time.perf_counter()
+        _requests.known_codes(SETTINGS.raw_dir)  # no raw layer: fail at start-up, by name
         self.predictor = Predictor(SETTINGS)
         METRICS.serving(self.predictor.champion.tag, self.predictor.champion.scorer.fast)
         self.freshness = FreshnessGauges(SETTINGS)

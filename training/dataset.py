@@ -547,11 +547,22 @@ def _fetch_chunk(
         job = historical_features(
             store, sources.narrowed(first, last, folder.name), plan.batch_refs, chunk
         )
-        table = _run_on_demand(job.to_arrow(), plan)
+        table = _run_on_demand(utc_timestamps(job.to_arrow()), plan)
         forget_retrieval_tables(job)
         return table
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def utc_timestamps(table: pa.Table) -> pa.Table:
+    """Naive timestamp columns marked as the UTC they are. Feast's Spark offline store
+    returns the entity timestamps without a zone (its session works in UTC); DuckDB's
+    returns them in UTC, and the set must not depend on the engine."""
+    for index, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            utc = pa.timestamp(column.type.unit, tz="UTC")
+            table = table.set_column(index, column.name, table.column(index).cast(utc))
+    return table
 
 
 def sorted_rows(table: pa.Table) -> pa.Table:

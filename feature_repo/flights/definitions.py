@@ -32,15 +32,35 @@ from feast.value_type import ValueType
 from feature_repo.flights import FEATURE_SERVICE_NAME
 from feature_repo.settings import Settings
 
-_features_dir = Settings.from_env().features_dir
+_settings = Settings.from_env()
+_features_dir = _settings.features_dir
 
 
-def _source(name: str) -> FileSource:
+def _source(name: str) -> Any:
+    if _settings.engine == "spark":
+        return _spark_source(name)
     return FileSource(
         name=f"{name}_source",
         path=str(_features_dir / name / "date=*" / "part-0.parquet"),
         timestamp_field="event_timestamp",
         created_timestamp_column="created",
+        description=f"feature_repo/flights/sql/{name}.sql, partitioned by event day",
+    )
+
+
+def _spark_source(name: str) -> Any:
+    """The same table for Feast's Spark offline store (FEASTLINE_ENGINE=spark): the
+    table's folder, its ``date=`` partitions pruned by Feast to the days a query needs."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    return SparkSource(
+        name=f"{name}_source",
+        path=str(_features_dir / name),
+        file_format="parquet",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+        date_partition_column="date",
+        date_partition_column_format="%Y-%m-%d",
         description=f"feature_repo/flights/sql/{name}.sql, partitioned by event day",
     )
 

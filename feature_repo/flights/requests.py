@@ -8,7 +8,7 @@ request-time fields (``flight_request`` in ``definitions.py``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +68,7 @@ def _offset_minutes(moment: datetime) -> int:
     return int(offset.total_seconds() // 60)
 
 
-def request_model(airports: frozenset[str], carriers: frozenset[str]) -> type[FlightRequest]:
+def request_model(airports: Container[str], carriers: Container[str]) -> type[FlightRequest]:
     """``FlightRequest`` that also rejects airports and carriers the system has never seen."""
     from pydantic import field_validator
 
@@ -104,6 +104,27 @@ def known_codes(raw_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
         frozenset(airports.column("faa").to_pylist()),
         frozenset(carriers.column("carrier").to_pylist()),
     )
+
+
+class KnownCodes(Container[str]):
+    """Airports or carriers of the raw layer, read at the first lookup rather than at
+    import: a service module must import without a data directory (``bentoml build``
+    imports it to write the API schema)."""
+
+    def __init__(self, raw_dir: Path, which: int) -> None:
+        self.raw_dir = raw_dir
+        self.which = which  # 0: airports, 1: carriers (known_codes' order)
+        self._codes: frozenset[str] | None = None
+
+    def __contains__(self, code: object) -> bool:
+        if self._codes is None:
+            self._codes = known_codes(self.raw_dir)[self.which]
+        return code in self._codes
+
+
+def lazy_request_model(raw_dir: Path) -> type[FlightRequest]:
+    """:func:`request_model` with the raw layer's codes, read on first validation."""
+    return request_model(KnownCodes(raw_dir, 0), KnownCodes(raw_dir, 1))
 
 
 def scheduled_flights(day: date, source_dir: Path | None = None) -> list[dict[str, Any]]:

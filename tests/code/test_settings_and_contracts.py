@@ -67,3 +67,59 @@ def test_contract_violations_name_the_column(frame, column, problem) -> None:
 
 def test_a_valid_frame_passes() -> None:
     validate_frame(pd.DataFrame({"id": ["a", "b"], "x": [0.0, None]}), CONTRACT, "f")
+
+
+def test_a_redis_cluster_lists_its_nodes_and_no_database(monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://10.0.0.1:7000/0")
+    monkeypatch.setenv("FEASTLINE_REDIS_TYPE", "redis_cluster")
+    monkeypatch.setenv("FEASTLINE_REDIS_STARTUP_NODES", "10.0.0.2:7000, 10.0.0.3:7000")
+    settings = Settings.from_env()
+    assert settings.online_store_kind == "redis cluster"
+    assert settings.feast_redis_connection_string() == ("10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"redis_type": "redis_cluster"}, "needs REDIS_URL"),
+        ({"redis_type": "redis_cluster", "redis_url": "redis://h:7000/3"}, "only database 0"),
+        ({"redis_url": "redis://h:6379/0", "redis_startup_nodes": ("h2:1",)}, "REDIS_TYPE"),
+        (
+            {
+                "redis_type": "redis_cluster",
+                "redis_url": "redis://h:7000",
+                "redis_startup_nodes": ("h2",),
+            },
+            "host:port",
+        ),
+        ({"redis_type": "sentinel"}, "redis_type"),
+    ],
+)
+def test_bad_redis_cluster_settings_are_refused_by_name(values, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)
+
+
+def test_the_spark_engine_switches_feasts_offline_store_and_engine(monkeypatch, tmp_path) -> None:
+    from feature_repo.store import repo_config_dict
+
+    monkeypatch.setenv("FEASTLINE_ENGINE", "spark")
+    monkeypatch.setenv("SPARK_MASTER", "spark://10.0.0.5:7077")
+    monkeypatch.setenv("FEASTLINE_SPARK_EXECUTOR_MEMORY", "2g")
+    settings = Settings.from_env(data_dir=tmp_path)
+    config = repo_config_dict(settings)
+    assert config["offline_store"]["type"] == "spark"
+    assert config["batch_engine"]["type"] == "spark.engine"
+    for conf in (config["offline_store"]["spark_conf"], config["batch_engine"]["spark_conf"]):
+        assert conf["spark.master"] == "spark://10.0.0.5:7077"
+        assert conf["spark.executor.memory"] == "2g"
+        assert conf["spark.driver.memory"] == "1g"
+        assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert repo_config_dict(Settings(data_dir=tmp_path))["offline_store"]["type"] == "duckdb"
+
+
+def test_a_bad_engine_or_memory_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="engine"):
+        Settings(engine="dask")
+    with pytest.raises(ValidationError, match="spark_executor_memory"):
+        Settings(spark_executor_memory="lots")
