@@ -110,6 +110,13 @@ bench-materialize: $(STAMP) ## Redis materialization: rows/s vs a raw ceiling; c
 	$(BIN)/python bench/materialize.py $(BENCH_MATERIALIZE_ARGS)
 
 # Needs `make run` first and Redis on 127.0.0.1:6379; flushes db 10 (--redis-url to change).
+# Paired live comparison of a challenger in shadow or canary with the champion; exit 3 if worse.
+CHALLENGER ?=
+COMPARE_ARGS ?=
+.PHONY: compare-models
+compare-models: $(STAMP) ## champion vs CHALLENGER on the same live flights: paired CIs, verdict, HTML
+	$(BIN)/python -m monitoring compare-models --challenger $(CHALLENGER) $(COMPARE_ARGS)
+
 .PHONY: bench-serving
 bench-serving: $(STAMP) ## our service vs a naive BentoML service vs in-process: p50, p99, req/s, ratios
 	$(BIN)/python bench/serving.py $(BENCH_SERVING_ARGS)

@@ -1,4 +1,5 @@
-"""Serving latency and throughput: our service vs a naive BentoML service vs the in-process floor.
+"""Serving latency and throughput: our service (alone, with a shadow, with a canary) vs a naive
+BentoML service vs the in-process floor.
 
     .venv/bin/python bench/serving.py [--redis-url redis://127.0.0.1:6379/10] [--rounds 3]
         [--sizes 1,50] [--concurrency 1,8,32] [--requests 2000] [--seconds 4] [--markdown FILE]
@@ -18,6 +19,15 @@ flushed again at the end. Three targets, on this machine, in this run:
   and the registered Pipeline's ``predict_proba`` on the DataFrame. It runs
   with one OpenMP thread, as ours does, or its latency would be mostly OpenMP
   fork-joins on this machine (``--naive-default-openmp`` shows that);
+- **(a') shadow** and **(a") canary**: (a) again, on the same data and online
+  store, while a challenger runs beside the champion (``python -m training
+  models rollout``): in shadow (every flight scored by both, the champion
+  answers; both probabilities logged) and as a ``--canary-percent`` canary
+  (every flight still scored by both; the hash-picked share answered by the
+  challenger). The challenger is the champion's pipeline saved again as a
+  candidate: a model of the same size, so the rows price the rollout itself.
+  Each runs on its own copy of the registry folder (the rollout state lives
+  there), sharing the stored models;
 - **(c) floor**: :meth:`serving.predictor.Predictor.score` in this process,
   the service's own work (Feast ``get_online_features`` + the model) without
   HTTP, BentoML or request validation; concurrency is threads in one process.
@@ -80,8 +90,17 @@ from serving import process as service_process  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 180)
 
-TARGETS = ("ours", "naive", "floor")
-LABELS = {"ours": "(a) ours", "naive": "(b) naive", "floor": "(c) floor"}
+TARGETS = ("ours", "shadow", "canary", "naive", "floor")
+LABELS = {
+    "ours": "(a) ours",
+    "shadow": "(a') shadow",
+    "canary": '(a") canary',
+    "naive": "(b) naive",
+    "floor": "(c) floor",
+}
+OURS = ("ours", "shadow", "canary")  # our service, without and with a challenger
+# Issue 13: a shadow may cost at most this much on single-flight p50.
+TARGET_SHADOW_P50_RATIO = 1.25
 REQUEST_TIMEOUT = 30.0
 # Targets of issue 5, acceptance item 3 (single-flight, on this 2-core machine).
 TARGET_P50_MS = 3.0
@@ -416,6 +435,39 @@ def start_ours(settings: Settings, now: datetime) -> Callable[[int, Path], subpr
     return start
 
 
+def with_challenger(settings: Settings, workdir: Path, mode: str, percent: float) -> Settings:
+    """A view of ``settings`` whose registry runs a challenger in ``mode``.
+
+    The registry folder is new (the rollout state and BentoML's metrics folder
+    live there) with the stored models linked in; everything else is linked to
+    the scratch copy, except the monitoring logs, which stay apart.
+    """
+    from training.registry import list_models, save_model
+    from training.rollout import start
+
+    twin_tag = next(
+        (r.tag for r in list_models(settings) if r.labels.get("bench") == "challenger"), None
+    )
+    if twin_tag is None:
+        from training.registry import champion, load_pipeline, update_model
+
+        crowned = champion(settings)
+        assert crowned is not None
+        metadata = {k: v for k, v in crowned.metadata.items() if k != "schema_version"}
+        twin_tag = save_model(settings, load_pipeline(settings, crowned.tag), metadata).tag
+        update_model(settings, twin_tag, labels={"bench": "challenger"})
+    root = workdir / f"data-{mode}"
+    root.mkdir()
+    for entry in settings.data_dir.iterdir():
+        if entry.name not in ("bentoml", "monitoring"):
+            (root / entry.name).symlink_to(entry)
+    (root / "bentoml").mkdir()
+    (root / "bentoml" / "models").symlink_to(settings.bentoml_home / "models")
+    variant = Settings(**{**settings.model_dump(), "data_dir": root})
+    start(variant, twin_tag, mode, percent, reason="bench/serving.py", user="bench")
+    return variant
+
+
 def tree_cpu_seconds(root: int) -> float:
     """CPU time (user + system) used so far by a process and all its descendants.
 
@@ -544,14 +596,23 @@ def measure(args: argparse.Namespace, settings: Settings, now: datetime, workdir
 
     champion = load_champion(settings, champion_tag(settings))
     naive = naive_features.register_naive_features(settings, champion.feature_service, workdir)
+    variants = {
+        "ours": settings,
+        "shadow": with_challenger(settings, workdir, "shadow", 0.0),
+        "canary": with_challenger(settings, workdir, "canary", args.canary_percent),
+    }
     flights = traffic(now)
     headers = {"X-API-Key": key} if (key := os.environ.get("FEASTLINE_API_KEY")) else {}
     results = Results()
     logs = workdir / "logs"
     logs.mkdir()
     with ExitStack() as stack:
-        with console.status("starting (a) our service and (b) the naive service"):
-            ours = stack.enter_context(running("ours", start_ours(settings, now), logs))
+        with console.status("starting (a) our service (alone, shadow, canary) and (b) the naive"):
+            started = {
+                name: stack.enter_context(running(name, start_ours(variant, now), logs))
+                for name, variant in variants.items()
+            }
+            ours = started["ours"]
             naive_service = stack.enter_context(
                 running(
                     "naive",
@@ -568,7 +629,14 @@ def measure(args: argparse.Namespace, settings: Settings, now: datetime, workdir
             )
             os.environ["FEASTLINE_NOW"] = now.isoformat()  # the floor's clock, as the services'
             predictor = Predictor(settings)
-        results.startup = {"ours": ours.startup_seconds, "naive": naive_service.startup_seconds}
+        results.startup = {
+            **{name: service.startup_seconds for name, service in started.items()},
+            "naive": naive_service.startup_seconds,
+        }
+        for name in ("shadow", "canary"):
+            model = _model_of(started[name], headers)
+            if not model.get("challenger"):
+                raise SystemExit(f"{LABELS[name]} runs no challenger: {model}")
         console.print(
             f"model {champion.tag} (fast scoring: {champion.scorer.fast}); ready in "
             f"{ours.startup_seconds:.1f}s (a) and {naive_service.startup_seconds:.1f}s (b); "
@@ -576,13 +644,13 @@ def measure(args: argparse.Namespace, settings: Settings, now: datetime, workdir
             f"{naive.feature_service} (pandas twins of {', '.join(naive.twins)})"
             + (f"; service logs in {logs}" if args.keep else "")
         )
-        services = {"ours": ours, "naive": naive_service}
+        services = {**started, "naive": naive_service}
         for size in args.sizes:
             batches = batches_of(flights, size)
             bodies = [json.dumps({"flights": b}).encode() for b in batches]
             validated = [[FlightRequest(**f) for f in b] for b in batches]
             wire = {
-                "ours": [http_request(ours.port, b, headers) for b in bodies],
+                **{n: [http_request(started[n].port, b, headers) for b in bodies] for n in OURS},
                 "naive": [http_request(naive_service.port, b, {}) for b in bodies],
             }
             # Warm-up (imports, caches, connection pools), never timed.
@@ -633,6 +701,12 @@ def measure(args: argparse.Namespace, settings: Settings, now: datetime, workdir
     return results
 
 
+def _model_of(service: Service, headers: dict[str, str]) -> dict[str, Any]:
+    import httpx
+
+    return httpx.post(f"{service.url}/model", json={}, headers=headers, timeout=10).json()
+
+
 # -- the report ----------------------------------------------------------------------------
 
 
@@ -649,10 +723,11 @@ HEADER = [
     "req/s",
     "CPU ms/req",
     "errors",
-    "(a)/(b) req/s",
-    "(a)/(c) req/s",
-    "(a)/(b) p50",
-    "(a)/(c) p50",
+    "/(b) req/s",
+    "/(c) req/s",
+    "/(b) p50",
+    "/(c) p50",
+    "/(a) p50",
 ]
 
 
@@ -666,8 +741,8 @@ def rows(
             s = {name: summaries[(size, concurrency, name)] for name in TARGETS}
             for name in TARGETS:
                 row = [
-                    str(size) if name == "ours" else "",
-                    str(concurrency) if name == "ours" else "",
+                    str(size) if name == TARGETS[0] else "",
+                    str(concurrency) if name == TARGETS[0] else "",
                     LABELS[name],
                     f"{s[name].p50:.2f}",
                     f"{s[name].p99:.2f}",
@@ -675,15 +750,16 @@ def rows(
                     f"{s[name].cpu_ms:.2f}",
                     str(s[name].errors),
                 ]
-                if name == "ours":
+                if name in OURS:
                     row += [
-                        _ratio(s["ours"].rate, s["naive"].rate),
-                        _ratio(s["ours"].rate, s["floor"].rate),
-                        _ratio(s["ours"].p50, s["naive"].p50),
-                        _ratio(s["ours"].p50, s["floor"].p50),
+                        _ratio(s[name].rate, s["naive"].rate),
+                        _ratio(s[name].rate, s["floor"].rate),
+                        _ratio(s[name].p50, s["naive"].p50),
+                        _ratio(s[name].p50, s["floor"].p50),
+                        _ratio(s[name].p50, s["ours"].p50) if name != "ours" else "",
                     ]
                 else:
-                    row += ["", "", "", ""]
+                    row += ["", "", "", "", ""]
                 body.append(row)
     return body
 
@@ -711,14 +787,27 @@ def verdicts(summaries: dict[tuple[int, int, str], Summary], args: argparse.Name
                 f"single flight, sequential: p99 {ours.p99:.2f} ms (target <= {TARGET_P99_MS:g})",
             )
         )
+        shadow = summaries[(1, 1, "shadow")]
+        lines.append(
+            _verdict(
+                shadow.p50 <= TARGET_SHADOW_P50_RATIO * ours.p50,
+                f"single flight, sequential, with a shadow: p50 {shadow.p50:.2f} ms, "
+                f"{shadow.p50 / ours.p50 - 1:+.0%} on (a)'s {ours.p50:.2f} ms "
+                f"(target <= {TARGET_SHADOW_P50_RATIO - 1:+.0%})",
+            )
+        )
     for size in args.sizes:
-        if (size, 8, "ours") in summaries:
-            a, b = summaries[(size, 8, "ours")], summaries[(size, 8, "naive")]
+        if (size, 8, "ours") not in summaries:
+            continue
+        b = summaries[(size, 8, "naive")]
+        for name in OURS:
+            a = summaries[(size, 8, name)]
             lines.append(
                 _verdict(
                     a.rate >= TARGET_SPEEDUP * b.rate,
-                    f"{size} flight(s) a request, concurrency 8: {a.rate / b.rate:.1f}x the naive "
-                    f"service's throughput (target >= {TARGET_SPEEDUP:g}x)",
+                    f"{LABELS[name]}, {size} flight(s) a request, concurrency 8: "
+                    f"{a.rate / b.rate:.1f}x the naive service's throughput "
+                    f"(target >= {TARGET_SPEEDUP:g}x)",
                 )
             )
     errors = {n: sum(s.errors for k, s in summaries.items() if k[2] == n) for n in TARGETS}
@@ -766,10 +855,10 @@ def report(results: Results, args: argparse.Namespace) -> str:
     elif 1 in args.sizes and 1 in args.concurrency:
         console.print("(a)'s /metrics had no Feast/model timings; no breakdown")
     console.print(
-        f"start-up to ready: (a) {results.startup['ours']:.1f}s, (b) "
-        f"{results.startup['naive']:.1f}s; {os.cpu_count()} CPUs; load average "
-        f"{os.getloadavg()[0]:.1f} at the end. CPU ms/req: the server's processes for (a) and "
-        "(b), this process for (c)."
+        "start-up to ready: "
+        + ", ".join(f"{LABELS[n]} {results.startup[n]:.1f}s" for n in results.startup)
+        + f"; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end. "
+        "CPU ms/req: the server's processes for (a), (a'), (a\") and (b), this process for (c)."
     )
     return markdown(body)
 
@@ -801,6 +890,12 @@ def main(argv: list[str] | None = None) -> int:
         help="leave the naive service's OpenMP at its default (one thread per core); by "
         "default it gets OMP_NUM_THREADS=1, which spares it the fork-join cost per tree "
         "that otherwise dominates its latency on a busy 2-core machine",
+    )
+    parser.add_argument(
+        "--canary-percent",
+        type=float,
+        default=10.0,
+        help='share of flights the canary challenger answers in (a") (default 10)',
     )
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")

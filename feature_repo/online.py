@@ -40,15 +40,27 @@ class OnlineFeatureReader:
     column per view with a TTL is enough. Plain scalar values are taken as
     they are; anything else still goes through Feast's converter, so the
     values are exactly those ``to_dict`` would give.
+
+    Given several services (a champion's and a challenger's), it reads their
+    union in one call: every feature once, as ``view:feature`` references,
+    because Feast resolves a ``FeatureService`` object by name from the registry.
     """
 
-    def __init__(self, store: Any, service_name: str) -> None:
+    def __init__(self, store: Any, service_name: str | Sequence[str]) -> None:
         from feast.type_map import feast_value_type_to_python_type
         from feast.types import Bool, Float32, Float64, Int32, Int64, String
 
         self._convert = feast_value_type_to_python_type
         self.store = store
-        self.service = store.get_feature_service(service_name)
+        single = isinstance(service_name, str)
+        names = [service_name] if single else list(dict.fromkeys(service_name))
+        services = [store.get_feature_service(name) for name in names]
+        self.service = services[0]
+        projections = _union_projections(services)
+        # One service: pass it as such (Feast caches its resolution); a union: references.
+        self._request: Any = self.service
+        if len(services) > 1:
+            self._request = [f"{p.name}:{f.name}" for p in projections for f in p.features]
         self.feature_names: list[str] = []
         self._ttl_seconds: dict[str, float] = {}  # feature -> TTL of its view (0 = never expires)
         self._view_of: dict[str, str] = {}  # feature -> its feature view
@@ -58,7 +70,7 @@ class OnlineFeatureReader:
         plain_types = {Bool, Float32, Float64, Int32, Int64, String}
         views = {v.name: v for v in store.list_feature_views()}
         on_demand = {v.name: v for v in store.list_on_demand_feature_views()}
-        for projection in self.service.feature_view_projections:
+        for projection in projections:
             prefix = projection.name_to_use()
             names = [f"{prefix}__{f.name}" for f in projection.features]
             self.feature_names.extend(names)
@@ -86,7 +98,7 @@ class OnlineFeatureReader:
     def read(self, rows: Mapping[str, Sequence[Any]], now_epoch: float) -> OnlineFeatures:
         """``rows`` is columnar: entity join keys and request fields, one list each."""
         response = self.store.get_online_features(
-            features=self.service, entity_rows=rows, full_feature_names=True
+            features=self._request, entity_rows=rows, full_feature_names=True
         )
         count = len(next(iter(rows.values())))
         vectors = dict(
@@ -134,6 +146,28 @@ class OnlineFeatureReader:
             else (None if kind is None else convert(v, value_type))
             for v in protos
         ]
+
+
+def _union_projections(services: Sequence[Any]) -> list[Any]:
+    """The services' feature-view projections, each view once with the union of its features."""
+    import copy
+
+    merged: dict[str, Any] = {}
+    for service in services:
+        for projection in service.feature_view_projections:
+            if len(services) > 1 and projection.name_alias:
+                raise ValueError(
+                    f"feature service {service.name} renames view {projection.name}; "
+                    "a union of services is read by view name, without aliases"
+                )
+            seen = merged.get(projection.name)
+            if seen is None:
+                seen = merged[projection.name] = copy.copy(projection)
+                seen.features = list(projection.features)
+                continue
+            have = {f.name for f in seen.features}
+            seen.features.extend(f for f in projection.features if f.name not in have)
+    return list(merged.values())
 
 
 _PLAIN_KINDS = frozenset(

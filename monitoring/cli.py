@@ -512,6 +512,43 @@ def _cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_DRIFT if result.failed else EXIT_OK
 
 
+def _cmd_compare_models(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.compare_models import (
+        ComparisonInputError,
+        compare_models,
+        default_window,
+        write_comparison,
+    )
+    from monitoring.compare_models_report import comparison_summary, comparison_table
+
+    window = _window(args.window) if args.window else default_window(settings)
+    if args.min_labels < 1 or args.resamples < 100:
+        raise BadInput("--min-labels must be >= 1 and --resamples >= 100")
+    try:
+        result = compare_models(
+            settings,
+            args.challenger,
+            window,
+            min_labels=args.min_labels,
+            resamples=args.resamples,
+            seed=args.seed,
+            predictions_dir=args.predictions_dir,
+        )
+    except ComparisonInputError as err:
+        raise BadInput(str(err)) from None
+    json_path, html_path = write_comparison(settings, result, args.out)
+    if not args.json:
+        console.print(comparison_table(result))
+        for note in result.notes:
+            console.print(f"[dim]note: {note}[/dim]")
+    log.info(
+        "models compared",
+        extra={"challenger": result.challenger, "verdict": result.verdict, "json": str(json_path)},
+    )
+    _finish(args, result.to_dict(), f"{comparison_summary(result)}; report {html_path}")
+    return EXIT_DRIFT if result.failed else EXIT_OK
+
+
 def _cmd_skew(args: argparse.Namespace, settings: Settings) -> int:
     from feature_repo.atomic_io import write_json
     from feature_repo.store import open_store
@@ -888,6 +925,49 @@ def build_parser() -> argparse.ArgumentParser:
     _alert_options(p)
     _data_dir_option(p)
     p.set_defaults(func=_cmd_performance)
+
+    p = sub.add_parser(
+        "compare-models",
+        help="champion vs challenger on the same live flights, with paired 95%% CIs",
+        description="Joins both models' logged predictions on the flights both scored with "
+        "the outcomes knowable at the clock's now; ROC-AUC, log loss and Brier per model, "
+        "overall, per carrier and origin and per day, and the paired difference (DeLong for "
+        "ROC-AUC, a seeded paired bootstrap for the others). Writes compare_models.json and "
+        ".html; exits 3 when the challenger is worse (ROC-AUC CI below zero).",
+    )
+    p.add_argument("--challenger", required=True, help="the challenger's tag (or bare version)")
+    p.add_argument(
+        "--window",
+        nargs=2,
+        default=None,
+        metavar=("START", "END"),
+        help="predictions made in [START, END) (default: the 30 days before the clock's now)",
+    )
+    p.add_argument(
+        "--min-labels",
+        type=int,
+        default=200,
+        help="a verdict (overall, per slice or day) needs this many labelled flights (default 200)",
+    )
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--predictions-dir",
+        type=Path,
+        default=None,
+        help="prediction log (default: <data>/monitoring/predictions)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: <data>/monitoring/compare_models)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the result as JSON instead of the table"
+    )
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_compare_models)
 
     p = sub.add_parser(
         "skew",

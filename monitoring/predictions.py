@@ -1,6 +1,9 @@
 """A compact log of served predictions, for joining with labels that arrive later.
 
-One row per prediction: flight id, prediction time, probability, model tag.
+One row per prediction: flight id, prediction time, probability, model tag, and
+the model's role: ``champion``, or ``shadow``/``canary`` for a challenger
+(``model_registry.rollout``). During a rollout a flight has one row per model;
+logs written before roles existed read as the champion's.
 Like the profiles it is written off the request path by a background thread,
 as Parquet parts (``monitoring.parquet_log``):
 ``<prefix>-<interval start>[-<writer>]-<part id>.parquet``, each atomically.
@@ -23,8 +26,10 @@ PREDICTION_SCHEMA = pa.schema(
         ("prediction_time", pa.timestamp("us", tz="UTC")),
         ("probability", pa.float64()),
         ("model_tag", pa.string()),
+        ("role", pa.string()),
     ]
 )
+DEFAULT_ROLE = "champion"
 COLUMNS = tuple(PREDICTION_SCHEMA.names)
 
 
@@ -49,7 +54,12 @@ class PredictionLog(ParquetLog):
         )
 
     def record(
-        self, flight_id: str, prediction_time: datetime, probability: float, model_tag: str
+        self,
+        flight_id: str,
+        prediction_time: datetime,
+        probability: float,
+        model_tag: str,
+        role: str = DEFAULT_ROLE,
     ) -> bool:
         """Queue one prediction; False if it was dropped. Never raises."""
         return self.log(
@@ -58,6 +68,7 @@ class PredictionLog(ParquetLog):
                 "prediction_time": prediction_time,
                 "probability": probability,
                 "model_tag": model_tag,
+                "role": role,
             }
         )
 
@@ -70,6 +81,8 @@ class PredictionLog(ParquetLog):
             frame.get("probability", pd.Series(index=frame.index)), errors="coerce"
         ).astype("float64")
         out["model_tag"] = frame.get("model_tag", pd.Series(index=frame.index)).astype("string")
+        role = frame.get("role", pd.Series(index=frame.index, dtype="object"))
+        out["role"] = role.fillna(DEFAULT_ROLE).astype("string")
         return out
 
 
@@ -80,4 +93,8 @@ def read_predictions(
     prefix: str = "predictions",
 ) -> pd.DataFrame:
     """Predictions with ``start <= prediction_time < end``, oldest first."""
-    return read_log(directory, prefix, "prediction_time", start, end, schema=PREDICTION_SCHEMA)
+    frame = read_log(directory, prefix, "prediction_time", start, end, schema=PREDICTION_SCHEMA)
+    if "role" not in frame:
+        frame["role"] = DEFAULT_ROLE
+    frame["role"] = frame["role"].fillna(DEFAULT_ROLE)
+    return frame

@@ -18,6 +18,12 @@ GIL for tens of milliseconds per batch, and requests would wait behind it.
 
 Rows are filed under the time they were served on the system clock, so a
 replay rolls the logs per simulated interval (``FEASTLINE_PROFILE_INTERVAL``).
+
+During a rollout the challenger's probabilities are logged too, one row per
+flight with its tag and role (``shadow`` or ``canary``). Its rows go to the
+prediction log and to profiles of its own
+(``monitoring.layout.challenger_profiles_dir``), so the champion's profiles
+stay the champion's; the served-features log keeps the champion's rows.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 
 from feature_repo.clock import parse_duration
 from feature_repo.settings import Settings
+from model_registry.rollout import ROLE_CHAMPION
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,7 @@ class ServedRows:
 
     rows: list[dict[str, Any]]
     profile_exclude: tuple[str, ...]
+    role: str = ROLE_CHAMPION
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -85,6 +93,8 @@ class ServedDataWriter:
         from monitoring.served_features import ServedFeatureLog
 
         interval = _interval()
+        self._settings, self._writer_id, self._interval = settings, writer_id, interval
+        self._challengers: dict[str, Any] = {}  # tag -> its own ProfileLogger
         self.prediction_column = PREDICTION_COLUMN
         # In the writer process waiting is fine (the service's queue absorbs the
         # wait); in the service's own process a full queue must drop instead.
@@ -102,6 +112,9 @@ class ServedDataWriter:
         )
 
     def log(self, part: ServedRows) -> None:
+        if part.role != ROLE_CHAMPION:
+            self._log_challenger(part)
+            return
         if part.profile_exclude != self._exclude:
             # A new champion may take a request field as input: recomputed per request.
             self._exclude = part.profile_exclude
@@ -112,6 +125,7 @@ class ServedDataWriter:
                 "prediction_time": row[SERVED_AT],
                 "probability": row[self.prediction_column],
                 "model_tag": row[MODEL_TAG],
+                "role": part.role,
             }
             for row in part.rows
             if row.get(FLIGHT_ID)
@@ -121,6 +135,41 @@ class ServedDataWriter:
         self._put(self.features, part.rows)
         if predictions:
             self._put(self.predictions, predictions)
+
+    def _log_challenger(self, part: ServedRows) -> None:
+        """A challenger's rows: its own profiles and the prediction log, nothing else."""
+        if not part.rows:
+            return
+        tag = str(part.rows[0][MODEL_TAG])
+        profiles = self._challengers.get(tag)
+        if profiles is None:
+            from monitoring import layout
+            from monitoring.profiler import ProfileLogger
+
+            profiles = self._challengers[tag] = ProfileLogger(
+                layout.challenger_profiles_dir(self._settings, tag),
+                self._interval,
+                time_column=SERVED_AT,
+                writer_id=self._writer_id,
+                exclude=part.profile_exclude,
+            )
+        predictions = [
+            {
+                "flight_id": row[FLIGHT_ID],
+                "prediction_time": row[SERVED_AT],
+                "probability": row[self.prediction_column],
+                "model_tag": tag,
+                "role": part.role,
+            }
+            for row in part.rows
+            if row.get(FLIGHT_ID)
+        ]
+        self._put(profiles, part.rows)
+        if predictions:
+            self._put(self.predictions, predictions)
+
+    def _sinks(self) -> list[Any]:
+        return [self.profiles, self.predictions, self.features, *self._challengers.values()]
 
     def _put(self, sink: Any, rows: list[dict[str, Any]]) -> None:
         if sink.log(rows):
@@ -135,19 +184,14 @@ class ServedDataWriter:
 
     @property
     def dropped(self) -> int:
-        return (
-            self._dropped
-            + self.profiles.stats.rows_dropped
-            + self.predictions.stats.rows_dropped
-            + self.features.stats.rows_dropped
-        )
+        return self._dropped + sum(sink.stats.rows_dropped for sink in self._sinks())
 
     def flush(self) -> None:
-        for sink in (self.profiles, self.predictions, self.features):
+        for sink in self._sinks():
             sink.flush()
 
     def close(self) -> None:
-        for sink in (self.profiles, self.predictions, self.features):
+        for sink in self._sinks():
             sink.close()
 
     def stats(self) -> dict[str, Any]:
@@ -155,10 +199,11 @@ class ServedDataWriter:
             "profile_rows": self.profiles.stats.rows_processed,
             "prediction_rows": self.predictions.stats.rows_processed,
             "served_feature_rows": self.features.stats.rows_processed,
-            "files_written": sum(
-                s.stats.files_written for s in (self.profiles, self.predictions, self.features)
+            "challenger_profile_rows": sum(
+                s.stats.rows_processed for s in self._challengers.values()
             ),
-            "errors": sum(s.stats.errors for s in (self.profiles, self.predictions, self.features)),
+            "files_written": sum(s.stats.files_written for s in self._sinks()),
+            "errors": sum(s.stats.errors for s in self._sinks()),
             "dropped": self.dropped,
         }
 
@@ -193,14 +238,17 @@ class ServedDataLogger:
         probabilities: Sequence[float],
         served_at: datetime,
         tag: str,
+        role: str = ROLE_CHAMPION,
     ) -> None:
-        try:
-            # What the request sent to Feast besides the model inputs: join keys and
-            # request-time fields, in the dataset's own names (the skew check needs them).
-            request = self._dataset.feature_rows(flights)
-        except Exception:
-            log.exception("served features not logged")
-            request = {}
+        """Queue one model's rows; ``role`` is champion, or the challenger's (shadow, canary)."""
+        request: dict[str, list[Any]] = {}
+        if role == ROLE_CHAMPION:
+            try:
+                # What the request sent to Feast besides the model inputs: join keys and
+                # request-time fields, in the dataset's own names (the skew check needs them).
+                request = self._dataset.feature_rows(flights)
+            except Exception:
+                log.exception("served features not logged")
         wanted = set(inputs)
         extras = [name for name in request if name not in wanted]
         rows = []
@@ -213,7 +261,7 @@ class ServedDataLogger:
             row[FLIGHT_ID] = flights[i].flight_id
             row[MODEL_TAG] = tag
             rows.append(row)
-        part = ServedRows(rows, tuple([*extras, FLIGHT_ID, MODEL_TAG]))
+        part = ServedRows(rows, tuple([*extras, FLIGHT_ID, MODEL_TAG]), role)
         if self._offload is not None:
             self._offload.log(part)
         elif self._writer is not None:

@@ -57,6 +57,8 @@ class Prediction(BaseModel):
     missing_features: list[str]
     stale_features: list[str]
     unknown_aircraft: bool
+    model_tag: str = Field(description="the model that answered this flight")
+    role: str = Field(description="champion, or canary when a canary challenger answered")
 
 
 class Predictions(BaseModel):
@@ -65,6 +67,9 @@ class Predictions(BaseModel):
     a JSON schema it rebuilds on every response (a tenth of a worker's CPU per call)."""
 
     model: ModelInfo
+    challenger: dict[str, str] | None = Field(
+        default=None, description="the challenger in rollout (tag, role), if any"
+    )
     predictions: list[Prediction]
     imputation: str
 
@@ -133,19 +138,23 @@ class FlightDelayService:
             return json_response(
                 {"error": f"online features unavailable, try again shortly: {err}"}
             )
-        champion = self.predictor.champion
+        champion = scored.scores[0].model
         METRICS.serving(champion.tag, champion.scorer.fast)
         METRICS.observe(scored, len(flights))
         if self.served is not None:
-            self.served.log(
-                flights,
-                scored.features,
-                champion.model_inputs,
-                scored.probabilities,
-                scored.served_at,
-                champion.tag,
-            )
+            # Every model's probability for every flight, each under its tag and role.
+            for model_scores in scored.scores:
+                self.served.log(
+                    flights,
+                    scored.features,
+                    model_scores.model.model_inputs,
+                    model_scores.probabilities,
+                    scored.served_at,
+                    model_scores.model.tag,
+                    role=model_scores.role,
+                )
             METRICS.dropped(self.served.dropped)
+        challenger = scored.scores[1] if len(scored.scores) > 1 else None
         return json_response(
             {
                 "model": {
@@ -153,6 +162,9 @@ class FlightDelayService:
                     "feature_service": champion.feature_service,
                     "threshold": champion.threshold,
                 },
+                "challenger": (
+                    {"tag": challenger.model.tag, "role": challenger.role} if challenger else None
+                ),
                 "predictions": [
                     {
                         "flight_id": flight.flight_id,  # type: ignore[attr-defined]
@@ -161,6 +173,8 @@ class FlightDelayService:
                         "missing_features": scored.missing[i],
                         "stale_features": scored.stale[i],
                         "unknown_aircraft": scored.unknown_aircraft[i],
+                        "model_tag": scored.answered_by[i].model.tag,
+                        "role": scored.answered_by[i].role,
                     }
                     for i, flight in enumerate(flights)
                 ],
@@ -177,7 +191,8 @@ class FlightDelayService:
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
-        champion = self.predictor.champion
+        active = self.predictor.active
+        champion, challenger, rollout = active.champion, active.challenger, active.rollout
         return {
             "tag": champion.tag,
             "feature_service": champion.feature_service,
@@ -185,6 +200,17 @@ class FlightDelayService:
             "inputs": champion.model_inputs,
             # "fast": our tree walk; "fallback": the classifier's predict_proba.
             "scorer": "fast" if champion.scorer.fast else "fallback",
+            "challenger": (
+                {
+                    "tag": challenger.tag,
+                    "feature_service": challenger.feature_service,
+                    "mode": rollout.mode,
+                    "percent": rollout.percent,
+                    "until": rollout.until,
+                }
+                if challenger is not None and rollout is not None
+                else None
+            ),
         }
 
     @bentoml.on_shutdown

@@ -45,6 +45,16 @@ def iso_instant(text: str) -> datetime:
     return value
 
 
+def _instant(text: str) -> Any:
+    """argparse type for an ISO date or datetime (UTC unless it has an offset)."""
+    from feature_repo.clock import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
     from training.catalog import build_and_store
     from training.dataset import build_training_set
@@ -247,18 +257,21 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from model_registry.rollout import read_rollout
     from training.registry import list_models
 
     records = list_models(settings)
     if not records:
         console.print(f"no models in the registry at {settings.bentoml_home}")
         return 0
+    rollout = read_rollout(settings)
     table = Table(title=f"models in {settings.bentoml_home}, oldest first", show_edge=False)
     # The tag is what people copy into `models promote`; it must never wrap.
     table.add_column("tag", no_wrap=True)
     table.add_column("stage", no_wrap=True)
     table.add_column("ROC-AUC", no_wrap=True, justify="right")
     table.add_column("validation window", no_wrap=True)
+    table.add_column("rollout", no_wrap=True)
     for record in records:
         meta = record.metadata
         valid = meta.get("validation_window", {})
@@ -268,8 +281,13 @@ def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
             record.stage or "?",
             f"{roc_auc:.4f}" if isinstance(roc_auc, float) else "-",
             f"{valid.get('start', '?')}..{valid.get('end', '?')}",
+            f"challenger, {rollout.describe()}"
+            if rollout and rollout.challenger == record.tag
+            else "",
         )
     console.print(table)
+    if rollout is None:
+        console.print("no rollout: the champion answers every request alone")
     return 0
 
 
@@ -291,10 +309,73 @@ def _cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
     from training.promotion import promote
 
+    if args.live:
+        return _promote_live(args, settings)
     outcome = promote(settings, args.tag, _gate_config(args), force=args.force, reason=args.reason)
     _print_gate(outcome.gate)
     _print_outcome(outcome)
     return EXIT_GATE_REFUSED if outcome.action == "promote_refused" else 0
+
+
+def _live_comparison(
+    settings: Settings, challenger: str, window: list[Any] | None
+) -> tuple[dict[str, Any], str]:
+    """compare-models for ``challenger`` (monitoring's own code path); the JSON and its path."""
+    from monitoring.compare_models import compare_models, default_window, write_comparison
+
+    span = (window[0], window[1]) if window else default_window(settings)
+    result = compare_models(settings, challenger, span)
+    json_path, _ = write_comparison(settings, result)
+    return result.to_dict(), str(json_path)
+
+
+def _promote_live(args: argparse.Namespace, settings: Settings) -> int:
+    from training.registry import get_model
+    from training.rollout import promote_live, watch_period
+
+    tag = get_model(settings, args.tag).tag
+    comparison, path = _live_comparison(settings, tag, args.window)
+    outcome, gate, watching = promote_live(
+        settings,
+        tag,
+        _gate_config(args),
+        comparison,
+        evidence_path=path,
+        watch=watch_period(args.watch),
+        reason=args.reason,
+    )
+    verdict = "[green]passed[/green]" if gate.passed else "[red]refused[/red]"
+    console.print(f"live gate {verdict} (evidence {path}):")
+    for reason in gate.reasons:
+        console.print(f"  - {reason}")
+    _print_outcome(outcome)
+    if gate.passed and watching is not None:
+        console.print(f"{watching.challenger} stays in shadow until {watching.until}")
+    return 0 if gate.passed else EXIT_GATE_REFUSED
+
+
+def _cmd_models_rollout(args: argparse.Namespace, settings: Settings) -> int:
+    from model_registry.rollout import CANARY, SHADOW
+    from training import rollout
+
+    chosen = [bool(args.shadow), args.canary is not None, bool(args.stop)]
+    if sum(chosen) != 1:
+        raise ValueError("choose one of --shadow, --canary PERCENT or --stop")
+    if args.stop:
+        if args.tag:
+            raise ValueError("--stop takes no TAG: it ends the one rollout in progress")
+        ended = rollout.stop(settings, reason=args.reason)
+        console.print(f"rollout of {ended.challenger} stopped; the champion answers every request")
+        return 0
+    if not args.tag:
+        raise ValueError("name the challenger: models rollout TAG --shadow|--canary PERCENT")
+    mode = SHADOW if args.shadow else CANARY
+    started = rollout.start(settings, args.tag, mode, args.canary or 0.0, reason=args.reason)
+    console.print(
+        f"{started.challenger} is the challenger: {started.describe()}; serving workers pick "
+        "it up within their registry-watch period"
+    )
+    return 0
 
 
 def _cmd_models_reproduce(args: argparse.Namespace, settings: Settings) -> int:
@@ -352,9 +433,30 @@ def _number(value: object) -> str:
 
 def _cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from training.promotion import rollback
+    from training.rollout import clear_if_crowned
 
-    _print_outcome(rollback(settings, reason=args.reason))
+    evidence = None
+    if args.evidence is not None:
+        evidence = {"path": str(args.evidence), "comparison": json.loads(args.evidence.read_text())}
+    elif args.live:
+        comparison, path = _live_comparison(settings, _shadowed_predecessor(settings), None)
+        evidence = {"path": path, "comparison": comparison}
+    _print_outcome(rollback(settings, reason=args.reason, evidence=evidence))
+    clear_if_crowned(settings)
     return 0
+
+
+def _shadowed_predecessor(settings: Settings) -> str:
+    """The former champion kept in shadow after a live promotion: what --live compares."""
+    from model_registry.rollout import read_rollout
+
+    rollout = read_rollout(settings)
+    if rollout is None:
+        raise ValueError(
+            "rollback --live compares the champion with its predecessor in shadow, and no "
+            "model is in shadow; pass --evidence FILE, or roll back without evidence"
+        )
+    return rollout.challenger
 
 
 def _add_gate_flags(parser: argparse.ArgumentParser) -> None:
@@ -503,11 +605,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tag", help="flight_delay:<version>, a bare <version>, or latest")
     p.add_argument("--force", action="store_true", help="promote even if the gate refuses")
     p.add_argument("--reason", default=None, help="why (required with --force; audit-logged)")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="gate on the paired live comparison with the champion (monitoring compare-models) "
+        "instead of the offline validation window; the old champion then stays in shadow",
+    )
+    p.add_argument(
+        "--window",
+        nargs=2,
+        type=_instant,
+        default=None,
+        metavar=("START", "END"),
+        help="with --live: predictions made in [START, END) (default: the last 30 days to now)",
+    )
+    p.add_argument(
+        "--watch",
+        default=None,
+        help="with --live: how long the old champion stays in shadow "
+        "(default FEASTLINE_ROLLOUT_WATCH, else 7d)",
+    )
     _add_gate_flags(p)
     p.set_defaults(func=_cmd_models_promote)
     p = msub.add_parser("rollback", help="restore the previous champion; archive the current one")
     p.add_argument("--reason", default=None, help="why (audit-logged)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--evidence",
+        type=Path,
+        default=None,
+        help="a compare-models JSON that motivated the rollback (kept in the audit entry)",
+    )
+    group.add_argument(
+        "--live",
+        action="store_true",
+        help="run compare-models for the current champion against the model it replaced "
+        "(in shadow for its watch period) and keep the result in the audit entry",
+    )
     p.set_defaults(func=_cmd_models_rollback)
+    p = msub.add_parser(
+        "rollout",
+        help="run a challenger beside the champion: in shadow, or answering a canary share",
+        description="At most one challenger at a time; every change is audit-logged. "
+        "Serving workers pick a change up within their registry-watch period.",
+    )
+    p.add_argument("tag", nargs="?", default=None, help="the challenger (not with --stop)")
+    p.add_argument(
+        "--shadow", action="store_true", help="score every request with it; the champion answers"
+    )
+    p.add_argument(
+        "--canary",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="it answers this share of flights (by a hash of the flight's identity)",
+    )
+    p.add_argument("--stop", action="store_true", help="end the rollout")
+    p.add_argument("--reason", default=None, help="why (audit-logged)")
+    p.set_defaults(func=_cmd_models_rollout)
     return parser
 
 

@@ -451,6 +451,7 @@ def _record_change(
     reason: str | None,
     user: str | None,
     forced: bool = False,
+    evidence: dict[str, Any] | None = None,
 ) -> None:
     entry = {
         "ts": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -465,6 +466,8 @@ def _record_change(
         "rows_compared": outcome.gate.rows_compared if outcome.gate else None,
         "gate": outcome.gate.to_dict() if outcome.gate else None,
     }
+    if evidence is not None:
+        entry["evidence"] = evidence
     append_audit(settings, entry)
     log.info("registry change", extra={k: v for k, v in entry.items() if k != "gate"})
 
@@ -523,8 +526,16 @@ def promote(
         return outcome
 
 
-def rollback(settings: Settings, reason: str | None = None, user: str | None = None) -> Outcome:
-    """Re-crown the previous champion; the current one is archived."""
+def rollback(
+    settings: Settings,
+    reason: str | None = None,
+    user: str | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> Outcome:
+    """Re-crown the previous champion; the current one is archived.
+
+    ``evidence`` (e.g. the live comparison that motivated it) goes into the audit entry.
+    """
     with registry_lock(settings):
         crowned = champions(settings)
         if not crowned:
@@ -555,5 +566,5 @@ def rollback(settings: Settings, reason: str | None = None, user: str | None = N
         outcome = Outcome(
             "rollback", previous.tag, current.tag, previous.tag, stage=previous.stage, reason=reason
         )
-        _record_change(settings, outcome, reason, user)
+        _record_change(settings, outcome, reason, user, evidence=evidence)
         return outcome

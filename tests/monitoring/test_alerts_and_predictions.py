@@ -51,7 +51,14 @@ def test_prediction_log_keeps_every_prediction(
     assert log.stats.rows_processed == len(week) and log.stats.rows_dropped == 0
 
     stored = read_predictions(tmp_path)
-    assert list(stored.columns) == ["flight_id", "prediction_time", "probability", "model_tag"]
+    assert list(stored.columns) == [
+        "flight_id",
+        "prediction_time",
+        "probability",
+        "model_tag",
+        "role",
+    ]
+    assert set(stored["role"]) == {"champion"}  # the default: no rollout
     assert len(stored) == len(week)
     assert sorted(stored["flight_id"]) == sorted(week["flight_id"])
     assert str(stored["prediction_time"].dtype) == "datetime64[us, UTC]"

@@ -1,0 +1,146 @@
+"""Two models scored on the same flights: per-model metrics and paired differences with CIs.
+
+The flights are shared, so the two models' errors are correlated; comparing two
+independent confidence intervals would throw that away and call real gains
+"not yet known" for far longer. ROC-AUC's difference gets DeLong's paired
+variance (DeLong, DeLong & Clarke-Pearson 1988; the midrank form of Sun & Xu
+2014), which is exact in O(n log n); log loss and Brier score are means of
+per-flight losses, so their difference is the mean of per-flight differences,
+resampled with a seeded paired bootstrap over flights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+Z_95 = 1.959963984540054
+EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] for the log loss, as scikit-learn did
+
+# Which direction is better, per metric.
+HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "brier": False}
+METRICS = tuple(HIGHER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class PairedMetric:
+    """``difference`` is challenger minus champion, with its 95% CI."""
+
+    metric: str
+    champion: float | None
+    challenger: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    method: str
+
+    @property
+    def gain_sign(self) -> int:
+        """+1 when the CI says the challenger is better, -1 worse, 0 when it crosses zero."""
+        if self.ci_low is None or self.ci_high is None:
+            return 0
+        sign = 1 if HIGHER_IS_BETTER[self.metric] else -1
+        if self.ci_low > 0:
+            return sign
+        if self.ci_high < 0:
+            return -sign
+        return 0
+
+    def to_dict(self) -> dict[str, float | str | None]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _auc_components(y: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong's structural components for positives (V10) and negatives (V01)."""
+    positives, negatives = p[y == 1], p[y == 0]
+    m, n = len(positives), len(negatives)
+    ranks_all = rankdata(np.concatenate([positives, negatives]))
+    ranks_pos, ranks_neg = rankdata(positives), rankdata(negatives)
+    auc = (ranks_all[:m].sum() - m * (m + 1) / 2) / (m * n)
+    v10 = (ranks_all[:m] - ranks_pos) / n
+    v01 = 1.0 - (ranks_all[m:] - ranks_neg) / m
+    return float(auc), v10, v01
+
+
+def paired_auc(y: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -> PairedMetric:
+    """ROC-AUC of both and DeLong's 95% CI of the difference; None when a class is absent."""
+    m, n = int((y == 1).sum()), int((y == 0).sum())
+    if m < 2 or n < 2:
+        return PairedMetric("roc_auc", None, None, None, None, None, "delong")
+    auc_a, v10_a, v01_a = _auc_components(y, champion)
+    auc_b, v10_b, v01_b = _auc_components(y, challenger)
+    s10 = np.cov(np.vstack([v10_a, v10_b]))
+    s01 = np.cov(np.vstack([v01_a, v01_b]))
+    covariance = s10 / m + s01 / n
+    variance = max(0.0, float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]))
+    difference = auc_b - auc_a
+    half = Z_95 * variance**0.5
+    return PairedMetric("roc_auc", auc_a, auc_b, difference, difference - half,
+                        difference + half, "delong")  # fmt: skip
+
+
+def per_flight_losses(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    clipped = np.clip(p, EPS, 1 - EPS)
+    return {
+        "log_loss": -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)),
+        "brier": (p - y) ** 2,
+    }
+
+
+def paired_losses(
+    y: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[PairedMetric]:
+    """Log loss and Brier of both, and a paired bootstrap 95% CI of their differences."""
+    ours, theirs = per_flight_losses(y, champion), per_flight_losses(y, challenger)
+    names = list(ours)
+    if len(y) == 0:
+        return [PairedMetric(name, None, None, None, None, None, "bootstrap") for name in names]
+    differences = np.vstack([theirs[name] - ours[name] for name in names])
+    means = bootstrap_means(differences, resamples, seed)
+    out = []
+    for i, name in enumerate(names):
+        low, high = np.quantile(means[:, i], [0.025, 0.975]) if len(y) > 1 else (None, None)
+        out.append(
+            PairedMetric(
+                name,
+                float(ours[name].mean()),
+                float(theirs[name].mean()),
+                float(differences[i].mean()),
+                None if low is None else float(low),
+                None if high is None else float(high),
+                "paired bootstrap",
+            )
+        )
+    return out
+
+
+def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Means of ``values`` (metrics x flights) over ``resamples`` resamplings of the flights,
+    the same flights for every metric; (resamples x metrics). Chunked to bound memory."""
+    rng = np.random.default_rng(seed)
+    count = values.shape[1]
+    chunk = max(1, 2_000_000 // max(1, count))
+    means = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        picks = rng.integers(0, count, size=(size, count))
+        means.append(np.stack([row[picks].mean(axis=1) for row in values], axis=1))
+    return np.concatenate(means)
+
+
+def compare_pair(
+    y: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, PairedMetric]:
+    metrics = [paired_auc(y, champion, challenger),
+               *paired_losses(y, champion, challenger, resamples, seed)]  # fmt: skip
+    return {m.metric: m for m in metrics}
