@@ -22,29 +22,42 @@ SERVE_PORT ?= 3000
 MONITOR_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup run features materialize schedule status serve dataset test test-code test-data lint format bench clean clean-data
+.PHONY: help setup lock run features materialize schedule status serve dataset test test-code test-data lint format bench clean clean-data
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# Every install is the same: the exact versions and hashes in requirements.lock
+# (runtime and dev tools), then the project itself without resolving anything.
+LOCK := requirements.lock
+LOCK_ARGS ?=
+# The pyproject extras the lock (and so every install) includes.
+LOCK_EXTRAS ?= dev spark
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project with its dev tools
+setup: $(STAMP) ## create .venv and install the locked versions (requirements.lock) and the project
 
+# Keeps the current pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade takes the newest.
+lock: $(STAMP) ## recompile requirements.lock (exact versions, hashes) from pyproject.toml and its extras
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras $(LOCK_EXTRAS:%=--extra %) \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
+
+# pyspark and sqlglot come with every install (the lock holds the spark extra); the
+# Spark engine needs Java besides.
 SPARK_STAMP := $(VENV)/.installed-spark
 $(SPARK_STAMP): $(STAMP)
 	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
-	$(BIN)/pip install --quiet -e ".[dev,spark]"
 	touch $(SPARK_STAMP)
 
 .PHONY: setup-spark
-setup-spark: $(SPARK_STAMP) ## add the Spark engine (pyspark, sqlglot; Java 17 from Debian) to .venv
+setup-spark: $(SPARK_STAMP) ## add what the Spark engine needs besides the lock (Java 17 from Debian)
 
-run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report
+run: $(STAMP) ## the main job: features, online store, training set, model, serving replay, drift report, overview page
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
 	$(BIN)/python -m feature_repo apply
 	$(BIN)/python -m feature_repo materialize --now $(NOW)
@@ -53,6 +66,7 @@ run: $(STAMP) ## the main job: features, online store, training set, model, serv
 	$(BIN)/python -m training train --train-start $(TRAIN_START) --train-end $(FIT_END) --valid-end $(TRAIN_END) --promote $(TRAIN_ARGS)
 	FEASTLINE_PROFILE_INTERVAL=1d $(BIN)/python -m serving demo --start $(SERVE_START) --days $(SERVE_DAYS) --port $(SERVE_PORT)
 	$(BIN)/python -m monitoring compare $(MONITOR_ARGS) || [ $$? -eq 3 ]
+	$(BIN)/python -m monitoring overview
 
 features: $(STAMP) ## ingest raw data through TRAIN_END and update the feature tables
 	$(BIN)/python -m feature_repo ingest --through $(TRAIN_END)
@@ -79,9 +93,10 @@ dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN
 test: $(SPARK_STAMP) ## run every test (needs Redis on 127.0.0.1:6379, which .ci/run starts; installs the Spark extra)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check, format check and the type check (mypy, configured in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -125,6 +140,12 @@ reproduce: $(STAMP) ## rebuild a model's training set as of its watermark, refit
 
 bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full year and 10x
 	$(BIN)/python bench/train.py
+
+# Its own data dir (default /tmp/feastline-bench-retraining; the full-year set and each
+# policy's scores are cached there). BENCH_RETRAINING_ARGS passes flags, e.g. --policies naive,hl90.
+.PHONY: bench-retraining
+bench-retraining: $(STAMP) ## retraining policies vs static and naive monthly: ROC-AUC by month, paired CIs, retrain time
+	$(BIN)/python bench/retraining_policies.py $(BENCH_RETRAINING_ARGS)
 
 # Slow (the Dask engines take tens of minutes at 10x); BENCH_OFFLINE_ARGS passes flags.
 .PHONY: bench-offline

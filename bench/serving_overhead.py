@@ -22,7 +22,7 @@ request count and every request by a timeout.
 
 Reported: p50, p99 and throughput per service, the on/off ratios against the
 targets (p99 at most 1.15x, throughput at least 0.9x), and the drop counter
-(``feastline_served_rows_dropped`` from ``/metrics``), which must read zero.
+(``feastline_served_rows_dropped_total`` from ``/metrics``), which must read zero.
 After a clean stop the profiles are read back: their rows must equal the
 flights served. ``--writer-process off`` measures the writers in threads of
 the worker instead of the child process, the design this replaced. Exit
@@ -192,11 +192,11 @@ def merge(into: Cell, block: Cell) -> None:
 
 
 def dropped_rows(url: str) -> float:
-    """``feastline_served_rows_dropped`` summed over workers (the gauge is per worker)."""
+    """``feastline_served_rows_dropped_total``, summed over workers."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("feastline_served_rows_dropped"):
+        if line.startswith("feastline_served_rows_dropped_total"):
             total += float(line.rsplit(" ", 1)[1])
     return total
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from feature_repo.cli_support import run_cli
+from feature_repo.cli_support import run_cli, stdout_console
 from feature_repo.run_lock import OnlineStoreUnavailable
 from feature_repo.settings import Settings
+from feature_repo.structured_logging import info_as_debug
 from feature_repo.validation import BatchRejected
 
-console = Console()
+console = stdout_console()
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,7 +145,7 @@ def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from feature_repo.scheduler import MaterializationScheduler, replay
+    from feature_repo.scheduler import MaterializationScheduler, replay, replay_instants
 
     if args.replay:
         if not (args.start and args.end):
@@ -152,7 +153,20 @@ def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
         from feature_repo.bounds import check_window
 
         check_window(args.start, args.end, "--replay --start/--end")
-        results = replay(settings, args.start, args.end, args.tick, on_run=_print_run)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        ticks = sum(1 for _ in replay_instants(args.start, args.end, args.tick))
+        # Each tick's materialization is routine: the JSON log file has it, at DEBUG.
+        with (
+            info_as_debug("feature_repo.materialize", "feature_repo.pipeline"),
+            Progress(
+                "ticks", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+            ) as progress,
+        ):
+            task = progress.add_task("ticks", total=ticks)
+            results = replay(
+                settings, args.start, args.end, args.tick, on_run=lambda _: progress.advance(task)
+            )
         total = sum(r.rows for r in results)
         console.print(
             f"replay: {len(results)} ticks of {args.tick}, {total:,} rows, "

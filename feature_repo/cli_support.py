@@ -7,15 +7,24 @@ prints one line naming the problem and exits non-zero; only a bug shows a traceb
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 
 from rich.console import Console
 
 from feature_repo.settings import Settings
-from feature_repo.structured_logging import configure_logging
+from feature_repo.structured_logging import add_logging_options, configure_from_args
 
 errors = Console(stderr=True, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    """Where a CLI prints its results. Piped (make, cron, CI), rich would assume 80
+    columns and wrap every longer line: there a line stays whole, and tables get 120."""
+    piped = not sys.stdout.isatty()
+    return Console(width=120 if piped else None, soft_wrap=piped)
+
 
 ExitCodes = Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], int]]
 
@@ -38,9 +47,10 @@ def run_cli(
 
     ``exit_codes`` is checked in order, so list specific exceptions before general ones.
     """
+    add_logging_options(parser)
     args = parser.parse_args(argv)
-    configure_logging()
     settings = settings_factory()
+    configure_from_args(args, settings.data_dir)
     try:
         return int(args.func(args, settings))
     except Exception as err:

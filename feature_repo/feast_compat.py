@@ -1,14 +1,86 @@
-"""Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
+"""Feast's private API, used here (and by the engine plugin, feature_repo/feast_engine.py).
 
-Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`,
-and covered by a test that fails when the upstream behaviour changes.
+- Accessors for what ``FeatureStore`` does not expose: its provider (batch engine,
+  online store, infrastructure, offline retrieval for chosen views), the Redis
+  client of the online store, and Feast's Arrow-to-proto conversion; and the
+  clean-up of what a retrieval leaves in ibis's DuckDB connection (ibis internals).
+- Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
+  Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`.
+
+tests/data/test_feast_compat.py fails, naming the upstream change, when an upgrade
+breaks an accessor, or when Feast fixes what a patch works around (then remove it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 _PATCHED = False
+_UNPATCHED: dict[str, Callable[..., Any]] = {}
+
+
+def provider(store: Any) -> Any:
+    """``FeatureStore._get_provider()``: the provider behind a store."""
+    return store._get_provider()
+
+
+def redis_client(store: Any) -> Any:
+    """The redis-py client of a store whose online store is Redis."""
+    return provider(store).online_store._get_client(store.config.online_store)
+
+
+def convert_arrow_to_proto(table: Any, feature_view: Any, join_keys: Any) -> Any:
+    """``feast.utils._convert_arrow_to_proto``: Arrow rows to online-store protos."""
+    from feast.utils import _convert_arrow_to_proto
+
+    return _convert_arrow_to_proto(table, feature_view, join_keys)
+
+
+def historical_features(store: Any, views: list[Any], refs: list[str], entity_df: Any) -> Any:
+    """The provider's point-in-time retrieval for the given batch views, with full feature
+    names and strict as-of on created timestamps: ``FeatureStore.get_historical_features``
+    without its own choice of views and sources (training/dataset.py narrows them)."""
+    return provider(store).get_historical_features(
+        config=store.config,
+        feature_views=views,
+        feature_refs=refs,
+        entity_df=entity_df,
+        registry=store.registry,
+        project=store.project,
+        full_feature_names=True,
+        filter_by_created_timestamp=True,
+    )
+
+
+def forget_retrieval_tables(job: Any) -> None:
+    """Drop what a retrieval registered in ibis's DuckDB connection.
+
+    ibis (12) keeps every in-memory table registered until the process exits, so
+    each chunk's entity rows would otherwise stay in memory; Feast's file reads
+    leave a view per source and call behind too.
+    """
+    import ibis
+    import ibis.expr.operations as ops
+
+    table = getattr(job, "table", None)
+    if table is None:
+        return
+    backend = ibis.get_backend()
+    for op in table.op().find((ops.InMemoryTable, ops.DatabaseTable)):
+        if isinstance(op, ops.InMemoryTable):
+            backend.con.unregister(op.name)
+        elif op.name.startswith("ibis_read_parquet_"):
+            backend.con.execute(f'DROP VIEW IF EXISTS "{op.name}"')
+
+
+def unpatched(name: str) -> Callable[..., Any]:
+    """What a patch replaced (``"OnDemandFeatureView.transform_dict"``), for the tests that
+    check whether upstream still needs it."""
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    current = {"OnDemandFeatureView.transform_dict": OnDemandFeatureView.transform_dict}
+    return _UNPATCHED.get(name, current[name])
 
 
 def apply_patches() -> None:
@@ -32,6 +104,7 @@ def _emit_projected_names_from_python_odfvs() -> None:
     from feast.on_demand_feature_view import OnDemandFeatureView
 
     original = OnDemandFeatureView.transform_dict
+    _UNPATCHED["OnDemandFeatureView.transform_dict"] = original
 
     def transform_dict(self: OnDemandFeatureView, feature_dict: dict[str, Any]) -> dict[str, Any]:
         output = original(self, feature_dict)

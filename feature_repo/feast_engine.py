@@ -348,7 +348,8 @@ class _WindowFeatureBuilder(LocalFeatureBuilder):
         return super().build_filter_node(view, input_node)
 
     def build_output_nodes(self, view: Any, input_node: Any) -> Any:
-        node = _WindowOutputNode("output", self.dag_root.view, inputs=[input_node])
+        # Feast annotates batch and stream views only; a plain FeatureView materializes too.
+        node = _WindowOutputNode("output", self.dag_root.view, inputs=[input_node])  # type: ignore[arg-type]
         self.nodes.append(node)
         return node
 

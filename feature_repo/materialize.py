@@ -38,12 +38,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
 from feature_repo.atomic_io import write_text
 from feature_repo.clock import Clock
+from feature_repo.feast_compat import provider
 from feature_repo.redis_clients import wait_for_replicas
 from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
 from feature_repo.settings import Settings
@@ -168,7 +169,7 @@ def _window_stats(
         f"SELECT count(DISTINCT ({key_list})), max(event_timestamp) "
         "FROM read_parquet($files) WHERE event_timestamp >= $start AND event_timestamp <= $end",
         {"files": [str(f) for f in files], "start": start, "end": end},
-    ).fetchone()
+    ).fetchone() or (0, None)
     con.close()
     return int(rows), newest.astimezone(UTC) if newest else None
 
@@ -190,7 +191,7 @@ class OnlineStoreMarker:
 
             client = open_redis(self.settings)
             try:
-                value = client.get(self.REDIS_KEY)
+                value = cast(bytes | None, client.get(self.REDIS_KEY))
             finally:
                 client.close()
             return value.decode() if value else None
@@ -323,7 +324,10 @@ class Materializer:
             order = {view.name: index for index, view in enumerate(views)}
             result.views = sorted(parts, key=lambda part: order[part.view])
             newer = self._materialize_views(
-                [(v, end + ONE_MICROSECOND, watermarks[v.name]) for v in newer_online],
+                [
+                    (v, end + ONE_MICROSECOND, cast(datetime, watermarks[v.name]))
+                    for v in newer_online
+                ],
                 advance=False,
             )
             for part in newer:
@@ -411,8 +415,8 @@ class Materializer:
             WindowTask(
                 project=store.project,
                 feature_view=view,
-                start_time=result.window_start,
-                end_time=result.window_end,
+                start_time=cast(datetime, result.window_start),  # set for every write
+                end_time=cast(datetime, result.window_end),
                 tqdm_builder=lambda length: _NoProgress(),
                 source_files=[str(f) for f in files],
                 newest_wins=newest_wins,
@@ -426,7 +430,7 @@ class Materializer:
         failures: dict[str, BaseException] = {}
         try:
             started = time.perf_counter()
-            jobs = store._get_provider().batch_engine.materialize(store.registry, tasks)
+            jobs = provider(store).batch_engine.materialize(store.registry, tasks)
             took = time.perf_counter() - started
             for job, (view, files, result) in zip(jobs, writes, strict=True):
                 if job.status() == MaterializationJobStatus.ERROR:
@@ -475,7 +479,7 @@ class Materializer:
     def _ensure_online_tables(self) -> None:
         """Recreate what ``feast apply`` sets up in the online store (SQLite tables)."""
         store = self.store
-        store._get_provider().update_infra(
+        provider(store).update_infra(
             project=store.project,
             tables_to_delete=[],
             tables_to_keep=self.online_views(),

@@ -119,9 +119,9 @@ class OnlineFeatureReader:
             vector = vectors.get(name)
             column = self._python_values(vector.values, name) if vector else [None] * count
             flags = [False] * count
-            view = self._view_of.get(name)
-            if view is not None:
-                expired = expired_rows.get(view, ())
+            own_view = self._view_of.get(name)
+            if own_view is not None:
+                expired = expired_rows.get(own_view, ())
             else:  # on-demand: stale where any input view is
                 expired = sorted(
                     {i for v in self._derived_from.get(name, ()) for i in expired_rows.get(v, ())}

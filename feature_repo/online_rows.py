@@ -30,8 +30,9 @@ from typing import Any
 import pyarrow as pa
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.utils import _convert_arrow_to_proto
 from feast.value_type import ValueType
+
+from feature_repo.feast_compat import convert_arrow_to_proto
 
 OnlineRow = tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]
 
@@ -57,7 +58,7 @@ def online_rows(
     features = [(f.name, f.dtype.to_value_type()) for f in view.features]
     source = view.batch_source
     if not join_keys or not _convertible(batch, [*features, *join_keys.items()], source):
-        return _convert_arrow_to_proto(batch, view, join_keys)
+        return convert_arrow_to_proto(batch, view, join_keys)
 
     names = [name for name, _ in features]
     values = [_protos(batch.column(name), kind) for name, kind in features]

@@ -91,10 +91,12 @@ def wait_for_replicas(settings: Settings, timeout_seconds: float = 10.0) -> bool
     try:
         primaries = client.get_primaries()  # type: ignore[union-attr]
         while True:
+            # redis-py types a cluster's info() as the single-node one (no target_nodes).
+            info: Any = client.info
             lagging = [
                 node.name
                 for node in primaries
-                if not _replicas_caught_up(client.info("replication", target_nodes=node))  # type: ignore[call-arg]
+                if not _replicas_caught_up(info("replication", target_nodes=node))
             ]
             if not lagging or time.monotonic() > deadline:
                 return not lagging

@@ -15,7 +15,7 @@ import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from filelock import FileLock, Timeout
 
@@ -128,7 +128,7 @@ class RedisRunLock:
         import redis
 
         try:
-            value = self._client.get(f"{self.KEY}:holder")
+            value = cast(bytes | None, self._client.get(f"{self.KEY}:holder"))
         except redis.exceptions.RedisError:
             return "unknown"
         return value.decode() if value else "unknown"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from feature_repo.feast_compat import redis_client
 from feature_repo.settings import FEATURE_REPO_DIR, Settings
 
 if TYPE_CHECKING:
@@ -112,8 +113,7 @@ def _bound_redis_retries(store: FeatureStore) -> None:
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    online_store = store._get_provider().online_store
-    client = online_store._get_client(store.config.online_store)
+    client = redis_client(store)
     client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2))
 
 
@@ -152,7 +152,7 @@ def apply_definitions(store: FeatureStore, settings: Settings) -> list[str]:
     module = definitions_module(settings)
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
 
-    objects = [
+    objects: list[Any] = [
         obj
         for obj in vars(module).values()
         if isinstance(obj, Entity | FeatureView | OnDemandFeatureView | FeatureService)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from feature_repo.settings import Settings
 
 if TYPE_CHECKING:
-    from bentoml._internal.models.model import ModelStore
+    from model_registry.bentoml_compat import ModelStore
 
 MODEL_NAME = "flight_delay"
 STAGE_LABEL = "stage"
@@ -31,11 +31,11 @@ def open_model_store(settings: Settings) -> ModelStore:
     # BentoML reads BENTOML_HOME when first imported; pin it to this registry.
     os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home))
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    from bentoml._internal.models.model import ModelStore
+    from model_registry.bentoml_compat import new_model_store
 
     path = settings.bentoml_home / "models"
     path.mkdir(parents=True, exist_ok=True)
-    return ModelStore(path)
+    return new_model_store(path)
 
 
 def champion_rank(labels: Mapping[str, str], creation_time: datetime) -> tuple[str, datetime]:

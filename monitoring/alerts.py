@@ -31,7 +31,8 @@ class AlertError(RuntimeError):
 
 
 class AlertSink(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def send(self, alert: dict[str, Any]) -> None: ...
 

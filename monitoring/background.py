@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -27,7 +27,7 @@ from monitoring.intervals import utc_now
 
 log = logging.getLogger(__name__)
 
-Rows = pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any]
+Rows: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 
 @dataclass(frozen=True)

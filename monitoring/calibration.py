@@ -110,7 +110,7 @@ class Calibration:
             raise CalibrationError(f"unknown calibration format {data.get('format')!r}")
         return cls(
             reference_rows=int(data["reference_rows"]),
-            reference_window=tuple(data["reference_window"]),  # type: ignore[arg-type]
+            reference_window=tuple(data["reference_window"]),
             lengths=tuple(int(n) for n in data["lengths"]),
             windows={int(k): int(v) for k, v in data["windows"].items()},
             nulls={
@@ -118,7 +118,7 @@ class Calibration:
                 for column, per_length in data["nulls"].items()
             },
             not_comparable=dict(data.get("not_comparable") or {}),
-            history=tuple(data.get("history") or (None, None)),  # type: ignore[arg-type]
+            history=tuple(data.get("history") or (None, None)),
             seconds=float(data.get("seconds") or 0.0),
             created_at=str(data.get("created_at") or ""),
         )

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from feature_repo.settings import Settings
-from feature_repo.structured_logging import configure_logging
+from feature_repo.structured_logging import add_logging_options, configure_from_args
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -217,7 +217,8 @@ def _cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     model_tag = args.model_tag or reference.metadata.get("model_tag")
     json_path = write_drift_json(result, out / "drift.json", model_tag=model_tag, **sources)
     report = json_path if args.no_html else html_path
-    console.print(drift_table(result))
+    limit = None if getattr(args, "verbose", 0) else 12
+    console.print(drift_table(result, limit=limit))
     log.info(
         "drift compared",
         extra={
@@ -628,6 +629,18 @@ def _finish(args: argparse.Namespace, payload: dict[str, object], summary: str) 
         console.print(summary, soft_wrap=True)
 
 
+def _cmd_overview(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.overview import summary_lines, write_overview
+
+    page, overview = write_overview(settings)
+    if not args.quiet_summary:
+        console.print("[bold]summary[/bold]")
+        for line in summary_lines(settings, overview, page):
+            console.print(line, soft_wrap=True, highlight=False)
+    log.debug("overview written", extra={"path": str(page), "reports": len(overview.cards)})
+    return EXIT_OK
+
+
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -771,6 +784,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="skip the HTML report and its plots")
     _data_dir_option(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "overview",
+        help="write <data dir>/reports/index.html, linking every report; print a summary",
+    )
+    p.add_argument(
+        "--no-summary",
+        dest="quiet_summary",
+        action="store_true",
+        help="only write the page",
+    )
+    _data_dir_option(p)
+    p.set_defaults(func=_cmd_overview)
 
     p = sub.add_parser(
         "calibrate",
@@ -995,14 +1021,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    add_logging_options(parser)
+    args = parser.parse_args(argv)
     # whylogs takes seconds to import: not for --help or a usage error.
     from monitoring.alerts import AlertError
     from monitoring.profiles import ProfileError
 
-    configure_logging()
     data_dir = getattr(args, "data_dir", None)
     settings = Settings.from_env(data_dir=data_dir) if data_dir else Settings.from_env()
+    configure_from_args(args, settings.data_dir)
     try:
         return args.func(args, settings)
     except (ProfileError, BadInput) as err:

@@ -54,6 +54,11 @@ def reference_path(settings: Settings, model_tag: str) -> Path:
     return settings.monitoring_dir / "references" / f"{model_tag.replace(':', '-')}.bin"
 
 
+def replay_summary_path(settings: Settings) -> Path:
+    """The last serving replay's figures (``python -m serving demo``), for the overview."""
+    return settings.reports_dir / "serving" / "replay.json"
+
+
 def challenger_profiles_dir(settings: Settings, model_tag: str) -> Path:
     """A challenger's served-data profiles during a rollout, apart from the champion's."""
     return settings.monitoring_dir / "challenger_profiles" / model_tag.replace(":", "-")

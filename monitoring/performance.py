@@ -233,7 +233,7 @@ def window_metrics(
     p = known["probability"].to_numpy(dtype=float)
     predicted = (p >= threshold).astype(int)
     both = len(np.unique(y)) == 2
-    values = {
+    values: dict[str, float | None] = {
         "roc_auc": float(roc_auc_score(y, p)) if both else None,
         "precision": float(precision_score(y, predicted, zero_division=0)) if len(y) else None,
         "recall": float(recall_score(y, predicted, zero_division=0)) if y.sum() else None,
@@ -243,9 +243,9 @@ def window_metrics(
         metric
         for metric in policy.metrics
         if judged
-        and values[metric] is not None
+        and (value := values[metric]) is not None
         and metric in validation
-        and values[metric] < validation[metric] - policy.margin
+        and value < validation[metric] - policy.margin
     )
     return WindowPerformance(
         label=label,
@@ -334,7 +334,7 @@ def evaluate(
 
 def build_alert(result: PerformanceResult, report: str | None = None) -> dict[str, Any]:
     """The same envelope as a drift alert (``kind``, ``model_tag``, ``window``, ``reasons``)."""
-    degraded = []
+    degraded: list[dict[str, Any]] = []
     for model in result.models:
         for w in model.degraded_windows(result.policy):
             degraded.extend(

@@ -1,6 +1,6 @@
 """Reading the model registry (the BentoML model store) for monitoring.
 
-Monitoring depends on the registry's contract (README, "The registry
+Monitoring depends on the registry's contract (docs/training.md, "The registry
 contract"), never on ``training/`` or ``serving/``: models are named
 ``flight_delay``, the label ``stage=champion`` marks the served one (the latest
 ``promoted_at`` wins a tie), and the metadata carries ``threshold``,

@@ -10,7 +10,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,8 +73,9 @@ def _importance(column: ColumnDrift) -> str:
     return "-" if column.importance is None else f"{column.importance:.4f}"
 
 
-def drift_table(result: DriftResult, title: str | None = None) -> Table:
-    """The verdict per column; JS and whylogs' tests are in drift.json and the HTML report."""
+def drift_table(result: DriftResult, title: str | None = None, limit: int | None = None) -> Table:
+    """The verdict per column; JS and whylogs' tests are in drift.json and the HTML report.
+    The most drifted columns come first; only the first ``limit`` of them if given."""
     table = Table(title=title or window_title(result), show_edge=False)
     table.add_column("column", overflow="fold")
     table.add_column("importance", justify="right")
@@ -84,7 +85,11 @@ def drift_table(result: DriftResult, title: str | None = None) -> Table:
     table.add_column("nulls ref→target", justify="right")
     table.add_column("verdict")
     table.add_column("why", overflow="fold", ratio=1)
-    for c in ordered(result):
+    rows = ordered(result)
+    if limit is not None and len(rows) > limit:
+        table.caption = f"{len(rows) - limit} more columns, less drifted (-v lists all)"
+        rows = rows[:limit]
+    for c in rows:
         verdict = _verdict_text(c)
         style = {"SEVERE": "bold red", "DRIFT": "red", "ok": "green"}.get(verdict, "dim")
         name = c.column + (" [bold](prediction)[/bold]" if c.role == "prediction" else "")
@@ -297,7 +302,7 @@ def _numeric_plot(axes: Axes, reference: Profile, target: Profile, column: str) 
     # A finer, evenly spaced grid than the PSI bins: this is for the eye.
     ref_hist, tgt_hist = reference.histogram(column), target.histogram(column)
     exact = ref_hist is not None and tgt_hist is not None
-    if exact:
+    if ref_hist is not None and tgt_hist is not None:  # (exact, spelled out for mypy)
         lows = [histograms.quantiles(h, [0.005])[0] for h in (ref_hist, tgt_hist)]
         highs = [histograms.quantiles(h, [0.995])[0] for h in (ref_hist, tgt_hist)]
     else:
@@ -390,7 +395,7 @@ def render_html(
     target: Profile,
     *,
     title: str = "Drift report",
-    sources: dict[str, object] | None = None,
+    sources: Mapping[str, object] | None = None,
     on_column: Callable[[str], None] | None = None,
 ) -> str:
     esc = html.escape

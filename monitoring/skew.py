@@ -18,7 +18,7 @@ travel through protobuf online and Parquet offline).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -244,7 +244,7 @@ def check(
     *,
     source: str,
     window: tuple[datetime | None, datetime | None],
-    inputs_of: dict[str, Sequence[str]] | None = None,
+    inputs_of: Mapping[str, Sequence[str]] | None = None,
     sample: int | None = 500,
     seed: int = 0,
     max_mismatch_share: float = 0.0,

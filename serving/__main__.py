@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
-from rich.console import Console
-
-from feature_repo.cli_support import iso_date, run_cli
+from feature_repo.cli_support import iso_date, run_cli, stdout_console
 from feature_repo.settings import Settings
 
-console = Console()
+console = stdout_console()
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,9 +44,13 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from feature_repo.atomic_io import write_json
+    from monitoring.layout import replay_summary_path
     from serving import process as service_process
     from serving.champion import champion_tag
-    from serving.replay import replay_days
+    from serving.replay import ReplayStats, replay_days
 
     tag = champion_tag(settings)
     url = f"http://127.0.0.1:{args.port}"
@@ -62,18 +64,42 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             raise
     console.print(f"service ready in {startup:.1f}s (log: {log_path})")
     try:
-        total = replay_days(
-            settings,
-            url,
-            args.start,
-            args.days,
-            batch=args.batch,
-            on_day=lambda day, stats: console.print(f"{day}: {stats.summary()}"),
-            step=timedelta(minutes=args.tick_minutes),
-        )
+        with Progress(
+            TextColumn("{task.description:<6}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            days = progress.add_task("days", total=args.days)
+            ticks = progress.add_task("ticks", total=None)
+
+            def on_day(day: date, stats: ReplayStats) -> None:
+                progress.advance(days)
+                progress.console.print(f"{day}: {stats.summary()}")
+
+            total = replay_days(
+                settings,
+                url,
+                args.start,
+                args.days,
+                batch=args.batch,
+                on_day=on_day,
+                step=timedelta(minutes=args.tick_minutes),
+                on_tick=lambda done, count: progress.update(ticks, completed=done, total=count),
+            )
     finally:
         code = service_process.stop(child)
     console.print(f"replay: {total.summary()}")
+    summary = {
+        "model": tag,
+        "first_day": args.start.isoformat(),
+        "days": args.days,
+        "batch": args.batch,
+        **total.to_dict(),
+        "service_log": str(log_path),
+    }
+    write_json(summary, replay_summary_path(settings))
     console.print(
         f"service stopped cleanly (exit code {code})"
         if code == 0

@@ -12,6 +12,7 @@ import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -53,7 +54,7 @@ def _validated(frame: pd.DataFrame, settings: Settings) -> list:
 
 
 def score_file(
-    settings: Settings, input_path: Path, output_path: Path, store: object | None = None
+    settings: Settings, input_path: Path, output_path: Path, store: Any | None = None
 ) -> BatchResult:
     from feature_repo.store import open_store
 

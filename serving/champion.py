@@ -1,7 +1,7 @@
 """Finding and loading the champion model from the registry (the BentoML model store).
 
-Serving meets training only here, through the registry's contract (see the
-README): models named ``flight_delay``, the label ``stage=champion`` marks the
+Serving meets training only here, through the registry's contract (see
+docs/training.md): models named ``flight_delay``, the label ``stage=champion`` marks the
 one to serve, and ``metadata`` says which feature service, input columns and
 threshold it was trained with.
 
@@ -28,6 +28,7 @@ import numpy as np
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME, open_model_store, pick_champion
 from model_registry.integrity import model_problems, one_line, scan_models
+from serving.sklearn_compat import UnexpectedInternals, boosted_trees, inner_preprocessor
 
 REQUIRED_METADATA = ("feature_service", "model_inputs", "categorical_inputs", "threshold")
 
@@ -194,7 +195,7 @@ def _fold_inner_preprocessor(
     classifier: Any, order: Sequence[str], codes: Mapping[str, Mapping[Any, float]]
 ) -> list[tuple[str, dict[Any, float] | None]]:
     """The classifier's input columns, each with the value -> code map that reaches it."""
-    inner = getattr(classifier, "_preprocessor", None)
+    inner = inner_preprocessor(classifier)
     if inner is None:  # no categorical features: our matrix is the classifier's input
         return [(name, dict(codes[name]) if name in codes else None) for name in order]
     from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
@@ -239,17 +240,17 @@ class _Forest:
     CODES = 257  # uint8 category codes, plus one slot for "missing or out of range"
 
     def __init__(self, classifier: Any) -> None:
+        if getattr(classifier, "n_trees_per_iteration_", None) != 1 or (
+            len(getattr(classifier, "classes_", ())) != 2
+        ):
+            raise _Unsupported("not a binary HistGradientBoostingClassifier")
         try:
-            trees = [per_iteration[0] for per_iteration in classifier._predictors]
-            if classifier.n_trees_per_iteration_ != 1 or len(classifier.classes_) != 2:
-                raise _Unsupported("not a binary classifier")
-            self.known_bitsets, self.feature_slot = (
-                classifier._bin_mapper.make_known_categories_bitsets()
-            )
-            self.baseline = float(np.ravel(classifier._baseline_prediction)[0])
-            self.loss = classifier._loss
-        except AttributeError as err:
-            raise _Unsupported(f"unexpected classifier internals: {err}") from None
+            boosted = boosted_trees(classifier)
+        except UnexpectedInternals as err:
+            raise _Unsupported(str(err)) from None
+        trees = boosted.trees
+        self.known_bitsets, self.feature_slot = boosted.known_bitsets, boosted.feature_slot
+        self.baseline, self.loss = boosted.baseline, boosted.loss
         if not trees:
             raise _Unsupported("no trees")
         self.trees = trees
@@ -429,7 +430,7 @@ def load_champion(settings: Settings, tag: str | None = None) -> Champion:
     tag = tag or champion_tag(settings)
     store = open_model_store(settings)
     model = store.get(tag)
-    metadata = model.info.metadata
+    metadata: dict[str, Any] = dict(model.info.metadata)
     absent = [key for key in REQUIRED_METADATA if key not in metadata]
     if absent:
         raise NoChampion(f"model {tag} lacks registry metadata {absent}; re-register it")

@@ -50,6 +50,17 @@ class ReplayStats:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "flights": self.flights,
+            "requests": self.requests,
+            "errors": self.errors,
+            "late_share": round(self.late / max(1, self.flights), 4),
+            "latency_ms_p50": round(self.percentile(50), 2),
+            "latency_ms_p99": round(self.percentile(99), 2),
+            "requests_per_second": round(self.requests / self.seconds, 1) if self.seconds else 0,
+        }
+
     def summary(self) -> str:
         mean = statistics.fmean(self.latencies_ms) if self.latencies_ms else float("nan")
         rate = self.requests / self.seconds if self.seconds else float("nan")
@@ -134,11 +145,18 @@ def replay_days(
     on_day: Callable[[date, ReplayStats], None] | None = None,
     headers: dict[str, str] | None = None,
     step: timedelta = timedelta(hours=1),
+    on_tick: Callable[[int, int], None] | None = None,
 ) -> ReplayStats:
     """Send the flights scheduled on ``days`` days from ``first_day``; ``on_day`` gets
-    each departure day's figures once all of its flights have been sent."""
+    each departure day's figures once all of its flights have been sent, ``on_tick``
+    the count of ticks done and in all after each tick.
+
+    The ingest and materialization each tick runs log at DEBUG: the JSON log file
+    has them, the console only the replay's progress.
+    """
     from feature_repo.materialize import Materializer
     from feature_repo.state_files import MaterializationState
+    from feature_repo.structured_logging import info_as_debug
 
     if step <= timedelta(0):
         raise ValueError(f"the replay's tick must be positive, got {step}")
@@ -164,16 +182,24 @@ def replay_days(
     _warn_if_already_ahead(materializer, min(by_tick, default=None))
     per_day = {day: ReplayStats() for day in departure_days}
     total = ReplayStats()
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for tick in sorted(by_tick):
+    routine = info_as_debug(
+        "feature_repo.materialize",
+        "feature_repo.pipeline",
+        "feature_repo.feature_build",
+        "feature_repo.raw_layer",
+    )
+    with httpx.Client(base_url=url, timeout=30) as client, routine:
+        for done, tick in enumerate(sorted(by_tick), start=1):
             materializer.run(now=tick, wait_seconds=60)
             clock.set(tick)
-            due = by_tick[tick]
-            for day in dict.fromkeys(d for d, _ in due):
+            sending = by_tick[tick]
+            for day in dict.fromkeys(d for d, _ in sending):
                 stats = ReplayStats()
-                send_flights(client, [f for d, f in due if d == day], batch, stats, headers)
+                send_flights(client, [f for d, f in sending if d == day], batch, stats, headers)
                 add_stats(per_day[day], stats)
                 add_stats(total, stats)
                 if on_day and last_tick[day] == tick:
                     on_day(day, per_day[day])
+            if on_tick:
+                on_tick(done, len(by_tick))
     return total

@@ -290,10 +290,10 @@ class ServedDataLogger:
 
 def writer_main(argv: Sequence[str] | None = None) -> int:
     """The writer process: ``<data dir> <writer id>``; rows arrive on stdin."""
-    from feature_repo.structured_logging import configure_logging
     from monitoring.offload import run_child
+    from serving.serving_logs import configure_service_logging
 
     data_dir, writer_id = list(argv if argv is not None else sys.argv[1:])[:2]
-    configure_logging()
     settings = Settings.from_env(data_dir=Path(data_dir))
+    configure_service_logging(settings.data_dir)
     return run_child(ServedDataWriter(settings, writer_id, block=True))

@@ -2,7 +2,7 @@
 
 Start it with ``python -m serving serve`` (or ``make serve``), which pins the
 model store and the bind address. Settings come from the environment
-(README, "Serving").
+(docs/serving.md).
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ class Predictions(BaseModel):
     imputation: str
 
 
-def json_response(body: dict[str, Any]) -> Response:
+def json_response(body: dict[str, Any]) -> Any:
+    """A ready response; typed Any because the endpoints declare ``Predictions`` (for the
+    schema) and return this in its place."""
     return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
 
 
@@ -122,10 +124,11 @@ class FlightDelayService:
 
         die_with_parent()  # this worker must not outlive the server, even a SIGKILLed one
         header_timeout.install(HEADER_TIMEOUT_SECONDS)
-        configure_service_logging()
+        configure_service_logging(SETTINGS.data_dir)
         started = time.perf_counter()
         _requests.known_codes(SETTINGS.raw_dir)  # no raw layer: fail at start-up, by name
         self.predictor = Predictor(SETTINGS)
+        METRICS.serving(self.predictor.champion.tag, self.predictor.champion.scorer.fast)
         self.freshness = FreshnessGauges(SETTINGS)
         if RELOAD_CHECK_SECONDS > 0:
             self.predictor.watch_registry(RELOAD_CHECK_SECONDS)
@@ -158,6 +161,7 @@ class FlightDelayService:
                 {"error": f"online features unavailable, try again shortly: {err}"}
             )
         champion = scored.scores[0].model
+        METRICS.serving(champion.tag, champion.scorer.fast)
         METRICS.observe(scored, len(flights))
         if self.served is not None:
             # Every model's probability for every flight, each under its tag and role.
@@ -171,7 +175,7 @@ class FlightDelayService:
                     model_scores.model.tag,
                     role=model_scores.role,
                 )
-            METRICS.served_rows_dropped.set(self.served.dropped)
+            METRICS.dropped(self.served.dropped)
         challenger = scored.scores[1] if len(scored.scores) > 1 else None
         return json_response(
             {
@@ -185,7 +189,7 @@ class FlightDelayService:
                 ),
                 "predictions": [
                     {
-                        "flight_id": flight.flight_id,
+                        "flight_id": flight.flight_id,  # type: ignore[attr-defined]
                         "late_probability": scored.probabilities[i],
                         "late": scored.decisions[i],
                         "missing_features": scored.missing[i],
@@ -223,6 +227,8 @@ class FlightDelayService:
             "feature_service": champion.feature_service,
             "threshold": champion.threshold,
             "inputs": champion.model_inputs,
+            # "fast": our tree walk; "fallback": the classifier's predict_proba.
+            "scorer": "fast" if champion.scorer.fast else "fallback",
             "challenger": (
                 {
                     "tag": challenger.tag,
@@ -247,11 +253,12 @@ class FlightDelayService:
         return self.predictor.online_store_answers()
 
 
-FlightDelayService.add_asgi_middleware(
+FlightDelayService.add_asgi_middleware(  # type: ignore[attr-defined]
     ContractMiddleware,
     routes={"/predict": PredictRequest, "/reload": EmptyBody, "/model": EmptyBody},
     max_body_bytes=MAX_BODY_BYTES,
     body_timeout=BODY_TIMEOUT_SECONDS,
 )
 if API_KEY is not None:
-    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=API_KEY)
+    # bentoml.service returns a Service, which its annotation calls the class.
+    FlightDelayService.add_asgi_middleware(ApiKeyMiddleware, key=API_KEY)  # type: ignore[attr-defined]

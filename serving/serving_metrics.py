@@ -34,15 +34,46 @@ class ServiceMetrics:
             documentation="Online values older than their view's TTL (masked as missing)",
             labelnames=["feature"],
         )
-        self.served_rows_dropped = bentoml.metrics.Gauge(
-            name="feastline_served_rows_dropped",
-            documentation="Served rows this worker's monitoring queues dropped (queue full)",
-            multiprocess_mode="livesum",
+        self.served_rows_dropped = bentoml.metrics.Counter(
+            name="feastline_served_rows_dropped_total",
+            documentation="Served rows the monitoring queues dropped (queue full)",
         )
+        # Which model each live worker serves, and whether it scores on the fast path
+        # (1) or fell back to predict_proba (0): see serving/sklearn_compat.py.
+        self.model_info = bentoml.metrics.Gauge(
+            name="feastline_model_info",
+            documentation="The champion a worker serves (1), by tag",
+            labelnames=["tag"],
+            multiprocess_mode="livemax",
+        )
+        self.fast_scoring = bentoml.metrics.Gauge(
+            name="feastline_fast_scoring",
+            documentation="1 when the model scores on the fast path, 0 after a fallback",
+            labelnames=["tag"],
+            multiprocess_mode="livemin",
+        )
+        self._tag: str | None = None
+        self._dropped = 0
         self.store_unavailable = bentoml.metrics.Counter(
             name="feastline_online_store_unavailable_total",
             documentation="Requests refused with 503 because the online store was unreachable",
         )
+
+    def serving(self, tag: str, fast: bool) -> None:
+        """The model this worker serves now; cheap to call on every request."""
+        if tag == self._tag:
+            return
+        if self._tag is not None:
+            self.model_info.labels(tag=self._tag).set(0)
+        self.model_info.labels(tag=tag).set(1)
+        self.fast_scoring.labels(tag=tag).set(1 if fast else 0)
+        self._tag = tag
+
+    def dropped(self, total: int) -> None:
+        """``total``: rows this worker's monitoring queues dropped since it started."""
+        if total > self._dropped:
+            self.served_rows_dropped.inc(total - self._dropped)
+            self._dropped = total
 
     def observe(self, scored: Any, flights: int) -> None:
         self.online_feature_seconds.observe(scored.feature_seconds)

@@ -11,18 +11,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from feature_repo.cli_support import iso_date, run_cli
+from feature_repo.cli_support import iso_date, run_cli, stdout_console
 from feature_repo.settings import Settings
 
 if TYPE_CHECKING:
     from training.promotion import GateConfig, GateResult, Outcome
     from training.train import ProgressFn
 
-console = Console()
+console = stdout_console()
+
+# Rows of a long table shown without -v.
+SHOWN_ROWS = 8
 
 # `models promote` exits with this when the gate says no: a refusal, not a crash.
 EXIT_GATE_REFUSED = 3
@@ -73,12 +75,18 @@ def _cmd_build_dataset(args: argparse.Namespace, settings: Settings) -> int:
     out = built.path
     manifest = built.manifest
     nulls = manifest["null_counts"]
-    table = Table(title="nulls per feature", show_edge=False)
+    # The most-null features first; all of them with -v.
+    shown = sorted(nulls.items(), key=lambda item: -item[1])
+    if not getattr(args, "verbose", 0):
+        shown = [(name, count) for name, count in shown[:SHOWN_ROWS] if count]
+    table = Table(title="nulls per feature, most first", show_edge=False)
     table.add_column("feature")
     table.add_column("nulls", justify="right")
     table.add_column("share", justify="right")
-    for name, count in nulls.items():
+    for name, count in shown:
         table.add_row(name, f"{count:,}", f"{count / max(1, manifest['rows']):.1%}")
+    if len(shown) < len(nulls):
+        table.caption = f"{len(nulls) - len(shown)} more features with fewer nulls (-v lists all)"
     console.print(table)
     console.print(
         f"training set: {manifest['rows']:,} rows, positive rate {manifest['positive_rate']:.1%}, "
@@ -102,7 +110,9 @@ def _cmd_datasets_list(args: argparse.Namespace, settings: Settings) -> int:
     )
     # The id is the fingerprint's first 12 hex digits, and names the file.
     for column in ("id", "window", "as of (raw watermark)", "rows", "models"):
-        table.add_column(column, no_wrap=column != "models", justify="right" * (column == "rows"))
+        table.add_column(
+            column, no_wrap=column != "models", justify="right" if column == "rows" else "left"
+        )
     for stored in sets:
         table.add_row(
             stored.fingerprint[:12]

@@ -61,6 +61,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feature_repo.atomic_io import atomic_path, write_json, write_parquet
+from feature_repo.feast_compat import forget_retrieval_tables, historical_features
 from feature_repo.feature_build import published
 from feature_repo.raw_layer import KNOWABLE_AT, RawLayer, end_of_day, partition_day
 from feature_repo.settings import PROJECT_ROOT, Settings
@@ -311,7 +312,8 @@ def _sql_quote(path: Path) -> str:
 def feature_refs(store: Any, service_name: str) -> tuple[list[str], list[str]]:
     """The service's feature references, plus the audit references for the leakage guard."""
     service = store.get_feature_service(service_name)
-    refs, audit = [], []
+    refs: list[str] = []
+    audit: list[str] = []
     for projection in service.feature_view_projections:
         view = projection.name_to_use()
         refs.extend(f"{view}:{feature.name}" for feature in projection.features)
@@ -510,14 +512,11 @@ def _retrieve(
     Parquet file per chunk in ``scratch``, in time order."""
     plan = _plan(store, refs)
     sources = _PrunedSources(plan.views, scratch)
-    provider = store._get_provider()
     tally = _LeakageTally(audit_columns)
     parts: list[Path] = []
     for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS)):
         chunk = entities.read(first, last)
-        table = _fetch_chunk(
-            store, provider, sources, plan, chunk, (first, last), scratch / f"chunk-{i:05d}"
-        )
+        table = _fetch_chunk(store, sources, plan, chunk, (first, last), scratch / f"chunk-{i:05d}")
         if table.num_rows != len(chunk):
             raise RuntimeError(
                 f"feature retrieval returned {table.num_rows} rows for {len(chunk)} entity "
@@ -535,7 +534,6 @@ def _retrieve(
 
 def _fetch_chunk(
     store: Any,
-    provider: Any,
     sources: _PrunedSources,
     plan: _Plan,
     chunk: pd.DataFrame,
@@ -546,18 +544,11 @@ def _fetch_chunk(
     with the on-demand views applied."""
     first, last = prediction_times
     try:
-        job = provider.get_historical_features(
-            store.config,
-            sources.narrowed(first, last, folder.name),
-            plan.batch_refs,
-            chunk,
-            store.registry,
-            store.project,
-            True,  # full_feature_names
-            filter_by_created_timestamp=True,
+        job = historical_features(
+            store, sources.narrowed(first, last, folder.name), plan.batch_refs, chunk
         )
         table = _run_on_demand(utc_timestamps(job.to_arrow()), plan)
-        _forget_tables(job)
+        forget_retrieval_tables(job)
         return table
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -577,27 +568,6 @@ def utc_timestamps(table: pa.Table) -> pa.Table:
 def sorted_rows(table: pa.Table) -> pa.Table:
     order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS])
     return pc.take(table, order)
-
-
-def _forget_tables(job: Any) -> None:
-    """Drop what a retrieval registered in ibis's DuckDB connection.
-
-    ibis (12) keeps every in-memory table registered until the process exits, so
-    each chunk's entity rows would otherwise stay in memory; Feast's file reads
-    leave a view per source and call behind too.
-    """
-    import ibis
-    import ibis.expr.operations as ops
-
-    table = getattr(job, "table", None)
-    if table is None:
-        return
-    backend = ibis.get_backend()
-    for op in table.op().find((ops.InMemoryTable, ops.DatabaseTable)):
-        if isinstance(op, ops.InMemoryTable):
-            backend.con.unregister(op.name)
-        elif op.name.startswith("ibis_read_parquet_"):
-            backend.con.execute(f'DROP VIEW IF EXISTS "{op.name}"')
 
 
 @dataclass

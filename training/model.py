@@ -104,3 +104,32 @@ def build_pipeline(inputs: ModelInputs, params: dict[str, Any], seed: int) -> Pi
 def predict_proba(pipeline: Pipeline, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """Late probability for each row, from the model's input columns only."""
     return pipeline.predict_proba(frame[columns])[:, 1]
+
+
+def recency_weights(times: pd.Series, now: pd.Timestamp, half_life_days: float) -> np.ndarray:
+    """Sample weights that halve every ``half_life_days`` of age before ``now``.
+
+    For retraining on a long window: recent flights count most, old ones still
+    teach the rare cases. Rows at or after ``now`` would be from the future.
+    """
+    if half_life_days <= 0:
+        raise ValueError(f"half_life_days must be positive, got {half_life_days}")
+    age_days = (now - times).dt.total_seconds().to_numpy() / 86_400
+    if (age_days < 0).any():
+        raise ValueError(f"{int((age_days < 0).sum())} rows are newer than {now.isoformat()}")
+    return np.power(0.5, age_days / half_life_days)
+
+
+def fit_pipeline(
+    inputs: ModelInputs,
+    params: dict[str, Any],
+    seed: int,
+    frame: pd.DataFrame,
+    label: str,
+    sample_weight: np.ndarray | None = None,
+) -> Pipeline:
+    """A fresh pipeline fitted on ``frame``; ``sample_weight`` goes to the booster."""
+    pipeline = build_pipeline(inputs, params, seed)
+    fit_params = {} if sample_weight is None else {"classifier__sample_weight": sample_weight}
+    pipeline.fit(frame[inputs.columns], frame[label].to_numpy(), **fit_params)
+    return pipeline

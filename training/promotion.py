@@ -209,7 +209,7 @@ def compare(
     if "roc_auc" not in champion["metrics"]:
         raise GateUnavailable("the champion's ROC-AUC is undefined on this validation window")
     result.champion_roc_auc = champion["metrics"]["roc_auc"]
-    result.gain = result.candidate_roc_auc - result.champion_roc_auc
+    result.gain = candidate["metrics"]["roc_auc"] - champion["metrics"]["roc_auc"]
     if result.gain > config.min_gain:
         result.reasons.append(
             f"ROC-AUC {result.candidate_roc_auc:.4f} beats the champion's "

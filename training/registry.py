@@ -68,12 +68,14 @@ from model_registry import (
     resolve_data_path,
 )
 from model_registry.integrity import BrokenEntry, one_line, scan_models
+from model_registry.bentoml_compat import create_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from bentoml._internal.models.model import Model, ModelStore
     from sklearn.pipeline import Pipeline
+
+    from model_registry.bentoml_compat import Model, ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +244,8 @@ def save_model(
     )
     metadata = dict(without_none(metadata), schema_version=METADATA_SCHEMA_VERSION)
     metadata.setdefault("reference_profile", "")
-    with bentoml.models.create(
+    with create_model(
+        model_store(settings),
         tag or MODEL_NAME,
         labels={STAGE_LABEL: CANDIDATE},
         metadata=metadata,
@@ -250,7 +253,6 @@ def save_model(
         api_version="v1",
         signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
         context=context,
-        _model_store=model_store(settings),
     ) as model:
         joblib.dump(pipeline, model.path_of(ARTIFACT_FILE))
         saved_tag = str(model.tag)
@@ -299,23 +301,11 @@ def prepare_update(
     YAML); a promotion prepares every change first, then commits them back to
     back, which keeps the moment with two champions short.
     """
-    from bentoml._internal.models.model import MODEL_YAML_FILENAME, ModelInfo
+    from model_registry.bentoml_compat import relabelled_model_yaml
 
     model = _stored(settings, tag)
-    info = model.info
-    new_info = ModelInfo(
-        tag=info.tag,
-        module=info.module,
-        labels={**info.labels, **(labels or {})},
-        options=info.options,
-        metadata={**info.metadata, **without_none(metadata or {})},
-        context=info.context,
-        signatures=info.signatures,
-        api_version=info.api_version,
-        creation_time=info.creation_time,
-    )
-    target = Path(model.path) / MODEL_YAML_FILENAME
-    return PendingUpdate(target, new_info.dump(), target.stat().st_mode & 0o777)
+    target, text = relabelled_model_yaml(model, labels or {}, without_none(metadata or {}))
+    return PendingUpdate(target, text, target.stat().st_mode & 0o777)
 
 
 def update_model(

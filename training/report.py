@@ -121,7 +121,11 @@ def card_plots(card: dict[str, Any]) -> dict[str, str]:
         ax = fig.subplots()
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
         largest = max((g["rows"] for g in groups.values()), default=1)
-        for checked, style in ((True, {}), (False, {"facecolors": "none"})):
+        styles: tuple[tuple[bool, dict[str, Any]], ...] = (
+            (True, {}),
+            (False, {"facecolors": "none"}),
+        )
+        for checked, style in styles:
             keys = [k for k, g in groups.items() if bool(g.get("checked")) == checked]
             if not keys:
                 continue

@@ -130,7 +130,8 @@ def tune(
     candidates = config.candidates
     total, done = len(candidates) * len(folds), 0
     progress("tuning", done, total)
-    results, last_fold = [], []
+    results: list[dict[str, Any]] = []
+    last_fold: list[Any] = []
     for params in candidates:
         scores = []
         for fit_rows, score_rows in folds:

@@ -82,7 +82,7 @@ class Replayed:
 @pytest.fixture(autouse=True)
 def _quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     # cli.main() would install the JSON handler on the root logger of the whole session.
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_from_args", lambda *args: None)
 
 
 def _midnight(day: date) -> datetime:

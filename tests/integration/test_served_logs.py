@@ -137,11 +137,16 @@ def test_profiles_and_logs_hold_every_served_flight_after_a_clean_shutdown(
                 served += len(response.json()["predictions"])
                 offset += size
             metrics = client.get("/metrics").text
+            model = client.post("/model", json={}).json()
     finally:
         code = service_process.stop(child)
     assert code == 0, log_path.read_text()[-3000:]
     assert served == len(flights)
-    assert "feastline_served_rows_dropped 0.0" in metrics
+    assert "feastline_served_rows_dropped_total 0.0" in metrics
+    # Which model, and whether on the fast path: in /model and as metrics.
+    assert model["scorer"] == "fast"
+    assert f'feastline_model_info{{tag="{model["tag"]}"}} 1.0' in metrics
+    assert f'feastline_fast_scoring{{tag="{model["tag"]}"}} 1.0' in metrics
 
     # Two workers, one file each for the interval; whylogs reads them itself.
     files = sorted(profiles_dir(settings).glob("profile-20130220T000000Z-pid*.bin"))
@@ -163,7 +168,7 @@ def test_profiles_and_logs_hold_every_served_flight_after_a_clean_shutdown(
     assert rows["flight_id"].isna().sum() == WITHOUT_ID
 
     # What the real service logged re-fetches identically from the offline store.
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_from_args", lambda *args: None)
     out = tmp_path / "skew"
     code = cli.main(["skew", "--data-dir", str(settings.data_dir), "--out", str(out)])
     report = json.loads((out / "skew.json").read_text())

@@ -21,7 +21,7 @@ from tests.monitoring.realdata import WEATHER_COLUMNS
 @pytest.fixture(autouse=True)
 def _quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     # main() would install the JSON handler on the root logger of the whole test session.
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_from_args", lambda *args: None)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ TAG = "flight_delay:perftest"
 
 @pytest.fixture(autouse=True)
 def _quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_from_args", lambda *args: None)
 
 
 def _champion(settings: Settings, validation: dict[str, float], monkeypatch: Any) -> None:
