@@ -67,8 +67,8 @@ from model_registry import (
     relative_to_data,
     resolve_data_path,
 )
-from model_registry.integrity import BrokenEntry, one_line, scan_models
 from model_registry.bentoml_compat import create_model
+from model_registry.integrity import BrokenEntry, one_line, scan_models
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
