@@ -33,13 +33,14 @@ def install(seconds: float) -> None:
     from uvicorn.protocols.http.h11_impl import H11Protocol
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    for protocol in (H11Protocol, HttpToolsProtocol):
+    protocols: tuple[Any, ...] = (H11Protocol, HttpToolsProtocol)
+    for protocol in protocols:
         if getattr(protocol, "_feastline_header_seconds", None) is None:
             _patch(protocol)
-        protocol._feastline_header_seconds = seconds  # type: ignore[attr-defined]
+        protocol._feastline_header_seconds = seconds
 
 
-def _patch(protocol: type) -> None:
+def _patch(protocol: Any) -> None:
     made, lost = protocol.connection_made, protocol.connection_lost
 
     def connection_made(self: Any, transport: Any) -> None:
@@ -52,8 +53,8 @@ def _patch(protocol: type) -> None:
             timer.cancel()
         lost(self, exc)
 
-    protocol.connection_made = connection_made  # type: ignore[method-assign]
-    protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+    protocol.connection_made = connection_made
+    protocol.connection_lost = connection_lost
 
 
 def _expire(protocol: Any) -> None:
