@@ -152,7 +152,7 @@ def _cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError("--replay needs --start and --end")
         from feature_repo.bounds import check_window
 
-        check_window(args.start, args.end, "--replay --start/--end")
+        check_window(args.start, args.end, "--replay --start/--end", end_inclusive=True)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         ticks = sum(1 for _ in replay_instants(args.start, args.end, args.tick))

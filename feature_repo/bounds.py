@@ -37,9 +37,15 @@ def check_through(
             )
 
 
-def check_window(start: object, end: object, what: str = "window") -> None:
-    """A window's start must come before its end (dates or instants)."""
-    if start >= end:  # type: ignore[operator]
+def check_window(
+    start: object, end: object, what: str = "window", *, end_inclusive: bool = False
+) -> None:
+    """A window's start must come before its end (dates or instants); with
+    ``end_inclusive`` (a replay whose end names the last tick's start) it may equal it."""
+    if end_inclusive:
+        if end < start:  # type: ignore[operator]
+            raise WindowRefused(f"{what} is reversed: start {start} is after end {end}")
+    elif start >= end:  # type: ignore[operator]
         raise WindowRefused(f"{what} is reversed or empty: start {start} is not before end {end}")
 
 
