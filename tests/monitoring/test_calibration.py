@@ -161,7 +161,7 @@ def test_the_calibration_round_trips_and_repeats(
 
 @pytest.fixture
 def _quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_from_args", lambda *args: None)
 
 
 @pytest.mark.usefixtures("_quiet_logging")
