@@ -1,10 +1,12 @@
 """The BentoML internals the model registry relies on (BentoML 1.4), used here and nowhere else.
 
-BentoML has no public API for three things the registry needs:
+BentoML has no public API for four things the registry needs:
 
 - a model store at a path of our choosing (``ModelStore``): the registry lives in
   the data directory, never in BentoML's global home;
 - creating a model in that store (``bentoml.models.create``'s ``_model_store``);
+- reading one model folder on its own (``Model.from_path``), so that one unreadable
+  entry is skipped instead of failing the whole store's listing;
 - relabelling a stored model: ``ModelInfo`` is frozen and ``Model.flush`` rewrites
   ``model.yaml`` in place, so a new ``ModelInfo`` is built and dumped here, and the
   caller swaps the file atomically.
@@ -22,7 +24,14 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from bentoml._internal.models.model import Model, ModelStore
 
-__all__ = ["Model", "ModelStore", "create_model", "new_model_store", "relabelled_model_yaml"]
+__all__ = [
+    "Model",
+    "ModelStore",
+    "create_model",
+    "new_model_store",
+    "read_model",
+    "relabelled_model_yaml",
+]
 
 
 def new_model_store(path: Path) -> ModelStore:
@@ -30,6 +39,14 @@ def new_model_store(path: Path) -> ModelStore:
     from bentoml._internal.models.model import ModelStore
 
     return ModelStore(path)
+
+
+def read_model(folder: Path) -> Model:
+    """The model stored in ``folder`` (``<store>/<name>/<version>``); raises whatever
+    BentoML raises for an unreadable ``model.yaml``."""
+    from bentoml._internal.models.model import Model
+
+    return Model.from_path(str(folder))
 
 
 def create_model(store: ModelStore, name: str, **options: Any) -> AbstractContextManager[Model]:

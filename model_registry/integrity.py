@@ -19,6 +19,7 @@ from typing import Any
 
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME, open_model_store, resolve_data_path
+from model_registry.bentoml_compat import read_model
 
 ARTIFACT_FILE = "saved_model.pkl"  # what bentoml.sklearn.load_model reads
 MODEL_YAML = "model.yaml"
@@ -47,14 +48,13 @@ def scan_models(settings: Settings, *, warn: bool = True) -> RegistryScan:
     if not root.is_dir():
         return RegistryScan([], [])
     open_model_store(settings)  # pins BENTOML_HOME before bentoml is imported
-    from bentoml._internal.models.model import Model
 
     models: list[Any] = []
     broken: list[BrokenEntry] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         tag = f"{MODEL_NAME}:{folder.name}"
         try:
-            models.append(Model.from_path(folder))
+            models.append(read_model(folder))
         except Exception as err:  # YAML, schema or I/O: whatever it is, skip this one entry
             reason = f"{folder / MODEL_YAML} is unreadable: {one_line(err)}"
             broken.append(BrokenEntry(tag, folder, reason))

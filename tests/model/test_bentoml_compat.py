@@ -8,7 +8,12 @@ from pathlib import Path
 import bentoml
 import yaml
 
-from model_registry.bentoml_compat import create_model, new_model_store, relabelled_model_yaml
+from model_registry.bentoml_compat import (
+    create_model,
+    new_model_store,
+    read_model,
+    relabelled_model_yaml,
+)
 
 UPGRADE = f"BentoML {bentoml.__version__} changed "
 
@@ -45,3 +50,8 @@ def test_a_store_at_our_path_creates_reads_and_relabels(tmp_path: Path) -> None:
     assert again.info.labels == {"stage": "champion"}, UPGRADE + "model.yaml parsing"
     assert again.info.metadata["gate"] == "passed"
     assert again.info.creation_time == stored.info.creation_time
+
+    # One folder read on its own, as the registry scan reads each entry.
+    alone = read_model(Path(stored.path))
+    assert str(alone.tag) == tag, UPGRADE + "Model.from_path"
+    assert alone.info.labels == {"stage": "champion"}
