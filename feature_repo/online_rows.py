@@ -2,11 +2,11 @@
 
 An online store's ``online_write_batch`` takes rows of ``(EntityKeyProto,
 {feature: ValueProto}, event_timestamp, created_timestamp)``. Feast builds them
-with ``feast.utils._convert_arrow_to_proto``: every column goes through NumPy,
-every value through ``pd.isnull`` and a type check, and both timestamp columns
-through ``pd.to_datetime``, one ``pd.Timestamp`` per row. That conversion was
-over a third of a materialization's write time here (about 9 of every 25 us
-per row).
+with its own conversion (reached through ``feast_compat.convert_arrow_to_proto``):
+every column goes through NumPy, every value through ``pd.isnull`` and a type
+check, and both timestamp columns through ``pd.to_datetime``, one ``pd.Timestamp``
+per row. That conversion was over a third of a materialization's write time here
+(about 9 of every 25 us per row).
 
 :func:`online_rows` builds the same tuples, value for value, straight from Arrow:
 one ``to_pylist`` per column, then a ``ValueProto`` per value, and the
@@ -54,7 +54,7 @@ _NULL = ValueProto()  # only ever serialized, so one instance serves every null
 def online_rows(
     batch: pa.RecordBatch, view: Any, join_keys: dict[str, ValueType]
 ) -> list[OnlineRow]:
-    """The rows Feast's ``_convert_arrow_to_proto(batch, view, join_keys)`` returns."""
+    """The rows ``feast_compat.convert_arrow_to_proto(batch, view, join_keys)`` returns."""
     features = [(f.name, f.dtype.to_value_type()) for f in view.features]
     source = view.batch_source
     if not join_keys or not _convertible(batch, [*features, *join_keys.items()], source):
