@@ -36,6 +36,9 @@ LOCK_EXTRAS ?= dev spark
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
+	# The venv's own pip (23.x on Python 3.11) rejects a hashed lock that strips extras
+	# (feast asks for uvicorn[standard]): first the pip version the lock pins.
+	$(BIN)/python -m pip install --quiet "pip==$$(sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))"
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
