@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: import this checkout's package
 
 from feature_repo.raw_layer import RawLayer  # noqa: E402
 from feature_repo.settings import Settings  # noqa: E402
+from monitoring.paired import mean_group_auc_difference  # noqa: E402
 from training.dataset import TrainingSet, entity_rows  # noqa: E402
 from training.model import (  # noqa: E402
     ModelInputs,
@@ -68,7 +69,7 @@ from training.model import (  # noqa: E402
     predict_proba,
     recency_weights,
 )
-from training.train import TrainConfig, fit_and_evaluate, tune  # noqa: E402
+from training.train import TrainConfig, fit_and_evaluate, kept_features, tune  # noqa: E402
 from training.trainset import load_or_build  # noqa: E402
 
 YEAR_START, YEAR_END = date(2013, 1, 1), date(2013, 12, 31)
@@ -158,15 +159,6 @@ def static_champion(frame: pd.DataFrame, manifest: dict[str, Any], ids: set[Any]
     window = frame[frame["flight_id"].isin(ids)].reset_index(drop=True)
     config = TrainConfig(YEAR_START, STATIC_FIT_END, STATIC_VALID_END, seed=SEED)
     return fit_and_evaluate(TrainingSet(manifest=manifest, loaded=window), config)
-
-
-def kept_features(features: list[str], drop: tuple[str, ...]) -> list[str]:
-    """``features`` without those named in ``drop``, by full name or by the name after
-    the view (``flight_request_features__sched_month`` is dropped by ``sched_month``)."""
-    dropped = [f for f in features if f in drop or f.split("__")[-1] in drop]
-    if unmatched := set(drop) - {f.split("__")[-1] for f in dropped} - set(dropped):
-        raise ValueError(f"no feature named {sorted(unmatched)} to drop; have {features}")
-    return [f for f in features if f not in dropped]
 
 
 def retrain(
@@ -261,36 +253,11 @@ def store(path: Path, scored: Scored) -> None:
 
 
 # -- statistics ---------------------------------------------------------------------
-def weighted_auc(scores: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """ROC-AUC of each row of ``counts`` (bootstrap multiplicities), ties counted half."""
-    order = np.argsort(scores, kind="mergesort")
-    scores, y, counts = scores[order], y[order], counts[:, order]
-    starts = np.flatnonzero(np.r_[True, np.diff(scores) != 0])  # groups of tied scores
-    pos = np.add.reduceat(counts * y, starts, axis=1)
-    neg = np.add.reduceat(counts * (1 - y), starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    wins = (pos * (below + 0.5 * neg)).sum(axis=1)
-    return wins / (pos.sum(axis=1) * neg.sum(axis=1))
-
-
 def paired_bootstrap(
     months: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, boot: int, seed: int
 ) -> tuple[float, float, float]:
     """Mean over months of AUC(a) - AUC(b), and a 95% CI: flights resampled within months."""
-    rng = np.random.default_rng(seed)
-    point, draws = [], np.zeros(boot)
-    for month in EVAL_MONTHS:
-        rows = np.flatnonzero(months == month)
-        ym = y[rows]
-        point.append(roc_auc_score(ym, a[rows]) - roc_auc_score(ym, b[rows]))
-        for start in range(0, boot, 50):  # 50 replicates at a time bounds the memory
-            n = min(50, boot - start)
-            counts = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=n)
-            counts = counts.astype(np.float64)
-            diff = weighted_auc(a[rows], ym, counts) - weighted_auc(b[rows], ym, counts)
-            draws[start : start + n] += diff / len(EVAL_MONTHS)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(np.mean(point)), float(low), float(high)
+    return mean_group_auc_difference(months, y, a, b, boot, seed)
 
 
 # -- main ---------------------------------------------------------------------------

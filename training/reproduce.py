@@ -100,6 +100,8 @@ def recorded_config(metadata: dict[str, Any]) -> TrainConfig:
         param_grid={name: [value] for name, value in params.items()},
         cv_splits=int(cv_splits),
         threads=int(settings.get("threads", metadata.get("threads", 1))),
+        drop_features=tuple(settings.get("drop_features") or ()),
+        recency_half_life_days=settings.get("recency_half_life_days"),
     )
 
 

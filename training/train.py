@@ -30,14 +30,21 @@ from model_registry import MODEL_NAME, relative_to_data
 from training.dataset import TrainingSet, fingerprint, git_commit
 from training.environment import environment
 from training.evaluate import best_f1_threshold, evaluate, summarise_slices
-from training.model import GRIDS, ModelInputs, build_pipeline, model_inputs, predict_proba
+from training.model import (
+    GRIDS,
+    ModelInputs,
+    build_pipeline,
+    model_inputs,
+    predict_proba,
+    recency_weights,
+)
 from training.model_card import build_card, slice_table
 from training.registry import (
     ModelRecord,
     import_bentoml,
     save_model,
 )
-from training.trainset import Split, load_or_build, time_split
+from training.trainset import TIME_COLUMN, Split, load_or_build, time_split
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,19 @@ class TrainConfig:
     threads: int = 1
     # The model card lists every slice; those with fewer validation rows are not checked.
     card_min_slice_rows: int = 300
+    # Continuous training (``lifecycle``): features left out of the model (by full name or
+    # the name after the view), recency weights that halve every N days of age before the
+    # end of the training window, and the instant the training set's labels are as of.
+    drop_features: tuple[str, ...] = ()
+    recency_half_life_days: float | None = None
+    as_of: datetime | None = None
+    # Who asked for this model and why (the loop records its run id, trigger and policy):
+    # stored as the model's ``origin`` metadata.
+    origin: dict[str, Any] | None = None
+    # The reference profile (drift) covers the window's last N days (None: all of it). A
+    # loop retraining on a long, recency-weighted window compares live traffic with what
+    # the model mostly learned from, and profiles a fraction of the rows.
+    reference_days: int | None = None
 
     def __post_init__(self) -> None:
         if not self.train_start <= self.train_end < self.valid_end:
@@ -79,6 +99,12 @@ class TrainConfig:
             raise ValueError(f"--cv-splits must be at least 2, got {self.cv_splits}")
         if self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
+        if self.reference_days is not None and self.reference_days < 1:
+            raise ValueError(f"reference days must be at least 1, got {self.reference_days}")
+        if self.recency_half_life_days is not None and self.recency_half_life_days <= 0:
+            raise ValueError(
+                f"the recency half-life must be positive, got {self.recency_half_life_days}"
+            )
 
     @property
     def candidates(self) -> list[dict[str, Any]]:
@@ -126,8 +152,13 @@ def tune(
     validation window plays no part in any choice.
     """
     X, y = train[inputs.columns], train[label].to_numpy()
+    weights = training_weights(train, config)
     folds = list(TimeSeriesSplit(n_splits=config.cv_splits).split(X))
     candidates = config.candidates
+    if len(candidates) == 1:
+        # Nothing to choose between (reused or reproduced hyperparameters): only the last
+        # fold is fitted, the one the threshold is chosen on.
+        folds = folds[-1:]
     total, done = len(candidates) * len(folds), 0
     progress("tuning", done, total)
     results: list[dict[str, Any]] = []
@@ -136,7 +167,7 @@ def tune(
         scores = []
         for fit_rows, score_rows in folds:
             pipeline = build_pipeline(inputs, params, config.seed)
-            pipeline.fit(X.iloc[fit_rows], y[fit_rows])
+            pipeline.fit(X.iloc[fit_rows], y[fit_rows], **_weighted(weights, fit_rows))
             p = predict_proba(pipeline, X.iloc[score_rows], inputs.columns)
             scores.append(float(roc_auc_score(y[score_rows], p)))
             done += 1
@@ -149,6 +180,7 @@ def tune(
     threshold = best_f1_threshold(y[threshold_rows], last_fold[best])
     cv = {
         "splits": config.cv_splits,
+        "folds_fitted": len(folds),
         "scheme": "TimeSeriesSplit (expanding window, never shuffled)",
         "candidates": results,
         "best_params": results[best]["params"],
@@ -157,6 +189,28 @@ def tune(
         "threshold_fold_rows": len(threshold_rows),
     }
     return results[best]["params"], cv, threshold
+
+
+def training_weights(train: pd.DataFrame, config: TrainConfig) -> np.ndarray | None:
+    """Recency weights for ``train`` (None without a half-life): age counted back from the
+    end of the training window, so the same rows always get the same weights."""
+    if config.recency_half_life_days is None:
+        return None
+    end = pd.Timestamp(config.train_end + timedelta(days=1), tz="UTC")
+    return recency_weights(train[TIME_COLUMN], end, config.recency_half_life_days)
+
+
+def _weighted(weights: np.ndarray | None, rows: Any = slice(None)) -> dict[str, Any]:
+    return {} if weights is None else {"classifier__sample_weight": weights[rows]}
+
+
+def kept_features(features: list[str], drop: tuple[str, ...]) -> list[str]:
+    """``features`` without those named in ``drop``, by full name or by the name after the
+    view (``flight_request_features__sched_month`` is dropped by ``sched_month``)."""
+    dropped = [f for f in features if f in drop or f.split("__")[-1] in drop]
+    if unmatched := set(drop) - {f.split("__")[-1] for f in dropped} - set(dropped):
+        raise ValueError(f"no feature named {sorted(unmatched)} to drop; have {features}")
+    return [f for f in features if f not in dropped]
 
 
 def fit_and_evaluate(
@@ -172,7 +226,8 @@ def _fit_and_evaluate(
     manifest = training_set.manifest
     label = manifest["label"]
     split = time_split(training_set.frame, config.train_end)
-    inputs = model_inputs(split.train, manifest["features"], label)
+    features = kept_features(list(manifest["features"]), config.drop_features)
+    inputs = model_inputs(split.train, features, label)
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -182,7 +237,8 @@ def _fit_and_evaluate(
     started = time.perf_counter()
     progress("refit", 0, 1)
     pipeline = build_pipeline(inputs, params, config.seed)
-    pipeline.fit(split.train[inputs.columns], split.train[label].to_numpy())
+    weights = training_weights(split.train, config)
+    pipeline.fit(split.train[inputs.columns], split.train[label].to_numpy(), **_weighted(weights))
     progress("refit", 1, 1)
     seconds["refit"] = time.perf_counter() - started
 
@@ -275,6 +331,9 @@ def lineage(
             "threads": config.threads,
             "cv_splits": config.cv_splits,
             "params": trained.params,
+            "drop_features": list(config.drop_features),
+            "recency_half_life_days": config.recency_half_life_days,
+            "reference_days": config.reference_days,
             **environment(),
         },
         "model_card": build_card(
@@ -295,6 +354,17 @@ def lineage(
         "baselines": trained.evaluation["baselines"],
         "reference_profile": "",
     }
+
+
+def reference_rows(frame: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The rows the reference profile describes: the whole set, or its last ``reference_days``
+    (training and validation days alike)."""
+    if config.reference_days is None:
+        return frame
+    since = pd.Timestamp(config.valid_end + timedelta(days=1), tz="UTC") - pd.Timedelta(
+        days=config.reference_days
+    )
+    return frame[frame[TIME_COLUMN] >= since]
 
 
 def write_reference(
@@ -357,7 +427,12 @@ def train_and_register(
     started = time.perf_counter()
     progress("training set", 0, 1)
     training_set, reused = load_or_build(
-        settings, config.train_start, config.valid_end, rebuild=config.rebuild_dataset, store=store
+        settings,
+        config.train_start,
+        config.valid_end,
+        rebuild=config.rebuild_dataset,
+        store=store,
+        as_of=config.as_of,
     )
     progress("training set", 1, 1)
     trained = fit_and_evaluate(training_set, config, progress)
@@ -368,6 +443,8 @@ def train_and_register(
     tag = bentoml.Tag(MODEL_NAME).make_new_version()
     metadata = lineage(trained, config, settings)
     metadata["trained_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if config.origin:
+        metadata["origin"] = config.origin
     metadata["trained_by"] = getpass.getuser()
     progress("report", 0, 1)
     out_dir = settings.reports_dir / MODEL_NAME / str(tag.version)
@@ -381,7 +458,9 @@ def train_and_register(
     # names it from the start: a run killed in between leaves no model at all,
     # never one that looks complete without its profile.
     progress("reference profile", 0, 1)
-    reference = write_reference(settings, str(tag), trained, training_set.frame)
+    reference = write_reference(
+        settings, str(tag), trained, reference_rows(training_set.frame, config)
+    )
     metadata["reference_profile"] = relative_to_data(settings.data_dir, reference)
     progress("reference profile", 1, 1)
     progress("registry", 0, 1)
