@@ -48,3 +48,14 @@ def write_json(payload: Any, target: Path) -> None:
 def write_text(text: str, target: Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def append_json_line(payload: Any, target: Path) -> None:
+    """Append one JSON line in one write, flushed to disk: an append-only log's entry is
+    whole or absent, and lines from concurrent writers never interleave."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(payload, sort_keys=True, default=str) + "\n"
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from feature_repo.atomic_io import write_json
+from feature_repo.atomic_io import append_json_line, write_json
 from feature_repo.settings import Settings
 from model_registry import ARCHIVED, CHAMPION
 from model_registry.integrity import model_problems
@@ -429,14 +429,8 @@ def read_audit(settings: Settings) -> list[dict[str, Any]]:
 
 
 def append_audit(settings: Settings, entry: dict[str, Any]) -> None:
-    path = audit_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(entry, sort_keys=True, default=str) + "\n"
-    # One write of one line in append mode, under the registry lock: lines never interleave.
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    # One line in one write, under the registry lock: lines never interleave.
+    append_json_line(entry, audit_path(settings))
 
 
 def read_history(settings: Settings) -> list[str]:
