@@ -440,15 +440,13 @@ def _cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
     from feature_repo.atomic_io import write_json
     from feature_repo.clock import Clock
     from monitoring import layout
+    from monitoring.live import live_performance
     from monitoring.performance import (
         OutcomeSpec,
+        PerformanceInputError,
         PerformancePolicy,
         build_alert,
-        evaluate,
-        read_outcomes,
     )
-    from monitoring.predictions import read_predictions
-    from monitoring.registry import RegistryLookupError, model_info
     from monitoring.report import performance_summary, performance_table
 
     start, end = _window(args.window)
@@ -463,38 +461,20 @@ def _cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
         raise BadInput(str(err)) from None
     sinks = _sinks(args)
     now = Clock(settings).now().instant
-    source = args.predictions_dir or layout.predictions_dir(settings)
-    predictions = read_predictions(source, start, end)
-    if args.model_tag:
-        predictions = predictions[predictions["model_tag"] == args.model_tag]
-    if predictions.empty:
-        which = f" by {args.model_tag}" if args.model_tag else ""
-        span = f"{start.isoformat()} .. {end.isoformat()}"
-        raise BadInput(f"{source}: no predictions{which} in {span}")
-    models: dict[str, tuple[float, dict[str, float]]] = {}
-    notes = []
-    for tag in sorted(predictions["model_tag"].astype(str).unique()):
-        try:
-            info = model_info(settings, tag)
-        except RegistryLookupError as err:
-            if args.threshold is None:
-                raise BadInput(
-                    f"predictions by {tag} need its threshold: {err}; pass --threshold"
-                ) from None
-            notes.append(f"{tag}: not in the registry, so no validation metrics to compare with")
-            models[tag] = (args.threshold, {})
-            continue
-        threshold = args.threshold if args.threshold is not None else info.threshold
-        if threshold is None:
-            raise BadInput(f"model {tag} has no threshold in its metadata; pass --threshold")
-        models[tag] = (threshold, info.validation_metrics)
-    outcome = OutcomeSpec(positive_above=args.late_minutes)
-    # Outcomes are filed by the day they became knowable, never before the prediction.
-    outcomes = read_outcomes(settings.raw_dir, now, outcome, since=start.date() - timedelta(days=1))
-    if end > now:
-        notes.append(f"the window ends after now ({now.isoformat()}): later outcomes are unknown")
-    result = evaluate(predictions, outcomes, models, (start, end), now, args.every, policy,
-                      outcome, notes)  # fmt: skip
+    try:
+        result = live_performance(
+            settings,
+            (start, end),
+            now,
+            policy,
+            every=args.every,
+            model_tag=args.model_tag,
+            threshold=args.threshold,
+            outcome=OutcomeSpec(positive_above=args.late_minutes),
+            predictions_dir=args.predictions_dir,
+        )
+    except PerformanceInputError as err:
+        raise BadInput(str(err)) from None
     out: Path = args.out or layout.performance_dir(settings)
     json_path = out / "performance.json"
     write_json(result.to_dict(), json_path)

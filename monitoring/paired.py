@@ -144,3 +144,44 @@ def compare_pair(
     metrics = [paired_auc(y, champion, challenger),
                *paired_losses(y, champion, challenger, resamples, seed)]  # fmt: skip
     return {m.metric: m for m in metrics}
+
+
+def weighted_auc(scores: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC under each row of ``counts`` (bootstrap multiplicities per flight), ties half."""
+    order = np.argsort(scores, kind="mergesort")
+    scores, y, counts = scores[order], y[order], counts[:, order]
+    starts = np.flatnonzero(np.r_[True, np.diff(scores) != 0])  # groups of tied scores
+    pos = np.add.reduceat(counts * y, starts, axis=1)
+    neg = np.add.reduceat(counts * (1 - y), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    wins = (pos * (below + 0.5 * neg)).sum(axis=1)
+    return wins / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def mean_group_auc_difference(
+    groups: np.ndarray,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    resamples: int = 500,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The mean over groups (e.g. months) of ROC-AUC(a) - ROC-AUC(b), with a paired
+    bootstrap 95% CI: flights resampled within each group, the same draws for both."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    labels = list(dict.fromkeys(groups.tolist()))
+    point, draws = [], np.zeros(resamples)
+    for group in labels:
+        rows = np.flatnonzero(groups == group)
+        yg = y[rows]
+        point.append(roc_auc_score(yg, a[rows]) - roc_auc_score(yg, b[rows]))
+        for start in range(0, resamples, 50):  # 50 replicates at a time bound the memory
+            n = min(50, resamples - start)
+            counts = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=n)
+            counts = counts.astype(np.float64)
+            diff = weighted_auc(a[rows], yg, counts) - weighted_auc(b[rows], yg, counts)
+            draws[start : start + n] += diff / len(labels)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(np.mean(point)), float(low), float(high)
