@@ -56,6 +56,9 @@ def _last_event(events: dict[str, Any]) -> datetime | None:
     return max(latest).to_pydatetime() if latest else None
 
 
+_swept: set[tuple[Path, Path]] = set()
+
+
 def ingest(
     settings: Settings,
     through: date | datetime,
@@ -67,7 +70,12 @@ def ingest(
     update the features."""
     started = time.perf_counter()
     check_through(through, None)  # the wall clock first: it needs no source read
-    sweep_temp_files(settings.raw_dir, settings.features_dir)  # what a killed run left
+    roots = (settings.raw_dir, settings.features_dir)
+    if roots not in _swept:
+        # What a killed run left: once per process, since only a process that died leaves
+        # them, and a scheduler or replay ingesting every tick would walk every file each time.
+        sweep_temp_files(*roots)
+        _swept.add(roots)
     dataset = dataset_module(settings)
     tables = dataset.load_raw_tables(source_dir)
     check_through(through, _last_event(tables.events))

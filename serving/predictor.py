@@ -225,14 +225,14 @@ class Predictor:
             raise
         fetched = time.perf_counter()
         columns = {**{k: rows[k] for k in self.dataset.ENTITY_COLUMNS}, **online.values}
-        ours = ModelScores(champion, ROLE_CHAMPION, _probabilities(champion, columns, online.rows))
+        ours = ModelScores(champion, ROLE_CHAMPION, model_probabilities(champion, columns, online.rows))
         scores = [ours]
         answered_by = [ours] * online.rows
         if active.challenger is not None and active.rollout is not None:
             theirs = ModelScores(
                 active.challenger,
                 active.rollout.role,
-                _probabilities(active.challenger, columns, online.rows),
+                model_probabilities(active.challenger, columns, online.rows),
             )
             scores.append(theirs)
             for i in canary_rows(flights, active.rollout):
@@ -284,5 +284,7 @@ class Predictor:
         return (self.settings.feast_dir / "online_store.db").exists()
 
 
-def _probabilities(model: Champion, columns: dict[str, list[Any]], rows: int) -> list[float]:
+def model_probabilities(model: Champion, columns: dict[str, list[Any]], rows: int) -> list[float]:
+    """``model``'s probability for each of ``rows`` flights, from a request's feature columns
+    (``Scored.features``): how the service scores every model it runs."""
     return model.scorer.predict(model.scorer.matrix(columns, rows)).tolist()

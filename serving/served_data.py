@@ -267,6 +267,14 @@ class ServedDataLogger:
         elif self._writer is not None:
             self._writer.log(part)
 
+    def flush(self) -> None:
+        """Write everything logged so far, the open interval included (a controller reads
+        the logs right after)."""
+        if self._offload is not None:
+            self._offload.flush()
+        elif self._writer is not None:
+            self._writer.flush()
+
     @property
     def dropped(self) -> int:
         if self._offload is not None:

@@ -107,7 +107,7 @@ def start(
             challenger=record.tag,
             mode=mode,
             percent=percent if mode == CANARY else 0.0,
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            started_at=Clock(settings).now().instant.isoformat(timespec="seconds"),
             reason=reason,
         )
         write_rollout(settings, rollout)
@@ -254,7 +254,7 @@ def promote_live(
         watching = Rollout(
             challenger=current.tag,
             mode=SHADOW,
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            started_at=Clock(settings).now().instant.isoformat(timespec="seconds"),
             until=until.isoformat(),
             reason=f"watch period after promoting {candidate.tag} on live evidence",
         )
