@@ -1,20 +1,29 @@
-"""Feast's private API, used here (and by the engine plugin, feature_repo/feast_engine.py).
+"""Feast's private API: every use of it in the project is here.
 
 - Accessors for what ``FeatureStore`` does not expose: its provider (batch engine,
   online store, infrastructure, offline retrieval for chosen views), the Redis
   client of the online store, and Feast's Arrow-to-proto conversion; and the
   clean-up of what a retrieval leaves in ibis's DuckDB connection (ibis internals).
+- The base classes of the engine plugin (feature_repo/feast_engine.py): Feast's
+  local compute engine and DAG builder, with the private hooks the plugin
+  overrides or calls under public names, and the private pieces it reuses (a
+  ``RepoConfig`` with another online store config, the DuckDB source writer).
 - Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
   Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`.
 
 tests/data/test_feast_compat.py fails, naming the upstream change, when an upgrade
-breaks an accessor, or when Feast fixes what a patch works around (then remove it).
+breaks an accessor or a hook, or when Feast fixes what a patch works around (then
+remove it).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
+
+from feast.infra.compute_engines.local.compute import LocalComputeEngine
+from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
 
 _PATCHED = False
 _UNPATCHED: dict[str, Callable[..., Any]] = {}
@@ -51,6 +60,55 @@ def historical_features(store: Any, views: list[Any], refs: list[str], entity_df
         full_feature_names=True,
         filter_by_created_timestamp=True,
     )
+
+
+class LocalEngine(LocalComputeEngine):
+    """Feast's local compute engine, with its private hooks under public names.
+
+    :meth:`materialize_one` is Feast's ``_materialize_one`` (what the base
+    ``materialize`` runs for each task); :meth:`backend` is its ``_get_backend``.
+    """
+
+    def _materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
+        return self.materialize_one(registry, task, **kwargs)
+
+    def materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
+        """One task's materialization job: Feast's, unless a subclass overrides it."""
+        return super()._materialize_one(registry, task, **kwargs)
+
+    def backend(self, context: Any) -> Any:
+        """The DataFrame backend of Feast's nodes: the configured one, else pandas."""
+        return self._get_backend(context)
+
+
+class LocalBuilder(LocalFeatureBuilder):
+    """Feast's local DAG builder, with its private ``_should_dedupe`` (whether a dedup
+    node follows the read and filter) under a public name, :meth:`should_dedupe`."""
+
+    def _should_dedupe(self, view: Any) -> bool:
+        return self.should_dedupe(view)
+
+    def should_dedupe(self, view: Any) -> bool:
+        """Feast's choice unless a subclass overrides it: a retrieval, or a task with
+        ``only_latest``, dedupes."""
+        return super()._should_dedupe(view)
+
+
+def with_online_store(config: Any, online_store: Any) -> Any:
+    """A shallow copy of the ``RepoConfig`` ``config`` with ``online_store`` as its online
+    store config; ``config`` is unchanged. ``RepoConfig.online_store`` is a read-only
+    property over ``_online_store`` (built from the YAML on first use)."""
+    patched = copy.copy(config)
+    patched._online_store = online_store
+    return patched
+
+
+def write_duckdb_data_source(*args: Any, **kwargs: Any) -> Any:
+    """``feast.infra.offline_stores.duckdb._write_data_source``: the writer Feast's DuckDB
+    offline store hands to its ibis queries."""
+    from feast.infra.offline_stores.duckdb import _write_data_source
+
+    return _write_data_source(*args, **kwargs)
 
 
 def forget_retrieval_tables(job: Any) -> None:
