@@ -4,10 +4,10 @@
   online store, infrastructure, offline retrieval for chosen views), the Redis
   client of the online store, and Feast's Arrow-to-proto conversion; and the
   clean-up of what a retrieval leaves in ibis's DuckDB connection (ibis internals).
-- The base classes of the engine plugin (feature_repo/feast_engine.py): Feast's
-  local compute engine and DAG builder, with the private hooks the plugin
-  overrides or calls under public names, and the private pieces it reuses (a
-  ``RepoConfig`` with another online store config, the DuckDB source writer).
+- What the engine plugin (feature_repo/feast_engine.py) builds on: mixins giving
+  the private hooks of Feast's local compute engine and DAG builder public
+  names, and the private pieces it reuses (a ``RepoConfig`` with another online
+  store config, the DuckDB source writer).
 - Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
   Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`.
 
@@ -20,10 +20,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from feast.infra.compute_engines.local.compute import LocalComputeEngine
-from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
+# The mixins' bases are Feast's classes for the type checker only: importing Feast takes
+# seconds, and feature_repo.store imports this module long before it needs Feast.
+if TYPE_CHECKING:
+    from feast.infra.compute_engines.local.compute import LocalComputeEngine as _EngineBase
+    from feast.infra.compute_engines.local.feature_builder import (
+        LocalFeatureBuilder as _BuilderBase,
+    )
+else:
+    _EngineBase = _BuilderBase = object
 
 _PATCHED = False
 _UNPATCHED: dict[str, Callable[..., Any]] = {}
@@ -62,18 +69,16 @@ def historical_features(store: Any, views: list[Any], refs: list[str], entity_df
     )
 
 
-class LocalEngine(LocalComputeEngine):
-    """Feast's local compute engine, with its private hooks under public names.
-
-    :meth:`materialize_one` is Feast's ``_materialize_one`` (what the base
-    ``materialize`` runs for each task); :meth:`backend` is its ``_get_backend``.
-    """
+class LocalEngineHooks(_EngineBase):
+    """Mixed in before Feast's ``LocalComputeEngine``, it gives the engine's private hooks
+    public names: :meth:`materialize_one` is ``_materialize_one`` (what Feast's
+    ``materialize`` runs for each task), :meth:`backend` is ``_get_backend``."""
 
     def _materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
         return self.materialize_one(registry, task, **kwargs)
 
     def materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
-        """One task's materialization job: Feast's, unless a subclass overrides it."""
+        """One task's materialization job: Feast's, unless the engine overrides it."""
         return super()._materialize_one(registry, task, **kwargs)
 
     def backend(self, context: Any) -> Any:
@@ -81,17 +86,18 @@ class LocalEngine(LocalComputeEngine):
         return self._get_backend(context)
 
 
-class LocalBuilder(LocalFeatureBuilder):
-    """Feast's local DAG builder, with its private ``_should_dedupe`` (whether a dedup
-    node follows the read and filter) under a public name, :meth:`should_dedupe`."""
+class LocalBuilderHooks(_BuilderBase):
+    """Mixed in before Feast's ``LocalFeatureBuilder``, it gives the builder's private
+    ``_should_dedupe`` (whether a dedup node follows the read and filter) a public name,
+    :meth:`should_dedupe`."""
 
     def _should_dedupe(self, view: Any) -> bool:
         return self.should_dedupe(view)
 
     def should_dedupe(self, view: Any) -> bool:
-        """Feast's choice unless a subclass overrides it: a retrieval, or a task with
+        """Feast's choice unless the builder overrides it: a retrieval, or a task with
         ``only_latest``, dedupes."""
-        return super()._should_dedupe(view)
+        return bool(super()._should_dedupe(view))
 
 
 def with_online_store(config: Any, online_store: Any) -> Any:

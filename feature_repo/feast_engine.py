@@ -34,8 +34,8 @@ What differs:
 A plain ``MaterializationTask`` (``feast materialize``, the Feast CLI) reads the
 source as registered, through Feast's offline store.
 
-The engine and its DAG builder subclass :class:`feature_repo.feast_compat.LocalEngine`
-and :class:`~feature_repo.feast_compat.LocalBuilder`, which give Feast's private
+The engine and its DAG builder mix in :class:`feature_repo.feast_compat.LocalEngineHooks`
+and :class:`~feature_repo.feast_compat.LocalBuilderHooks`, which give Feast's private
 hooks public names: every use of Feast's private API stays in that adapter."""
 
 from __future__ import annotations
@@ -58,12 +58,16 @@ from feast.infra.common.materialization_job import (
 )
 from feast.infra.compute_engines.local import nodes
 from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
-from feast.infra.compute_engines.local.compute import LocalComputeEngineConfig
+from feast.infra.compute_engines.local.compute import (
+    LocalComputeEngine,
+    LocalComputeEngineConfig,
+)
+from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 
 from feature_repo.feast_compat import (
-    LocalBuilder,
-    LocalEngine,
+    LocalBuilderHooks,
+    LocalEngineHooks,
     with_online_store,
     write_duckdb_data_source,
 )
@@ -142,7 +146,7 @@ class WindowEngineConfig(LocalComputeEngineConfig):
     window_read: WindowRead = "feast"
 
 
-class WindowEngine(LocalEngine):
+class WindowEngine(LocalEngineHooks, LocalComputeEngine):
     def __init__(self, window_read: WindowRead = "feast", **kwargs: Any) -> None:
         kwargs.pop("type", None)
         super().__init__(**kwargs)
@@ -323,7 +327,7 @@ class _WindowReadNode(nodes.LocalSourceReadNode):
         return ArrowTableValue(data=table)
 
 
-class _WindowFeatureBuilder(LocalBuilder):
+class _WindowFeatureBuilder(LocalBuilderHooks, LocalFeatureBuilder):
     def __init__(self, *args: Any, pull_latest: bool, engine: WindowEngine, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.pull_latest = pull_latest

@@ -6,6 +6,8 @@ own engine writes. A failure names what Feast changed."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,7 +134,7 @@ def test_ibis_still_has_what_the_retrieval_clean_up_reads() -> None:
     assert callable(getattr(ibis, "get_backend", None)), f"ibis {ibis.__version__}: no get_backend"
 
 
-# What feast_compat.LocalEngine and LocalBuilder override, and what feature_repo/feast_engine.py
+# What feast_compat.LocalEngineHooks and LocalBuilderHooks override, and what feature_repo/feast_engine.py
 # overrides or calls positionally: (owner, attribute, its parameters in order).
 ENGINE_ASSUMPTIONS: list[tuple[Any, str, list[str]]] = [
     (ComputeEngine, "materialize", ["self", "registry", "tasks", "lineage_parent", "kwargs"]),
@@ -221,7 +223,15 @@ def _task(store: FeatureStore, **fields: Any) -> MaterializationTask:
     )
 
 
-def _engine(store: FeatureStore, kind: type[feast_compat.LocalEngine]) -> Any:
+class HookedEngine(feast_compat.LocalEngineHooks, LocalComputeEngine):
+    pass
+
+
+class HookedBuilder(feast_compat.LocalBuilderHooks, LocalFeatureBuilder):
+    pass
+
+
+def _engine(store: FeatureStore, kind: type[HookedEngine]) -> Any:
     feasts = feast_compat.provider(store).batch_engine
     return kind(
         repo_config=store.config,
@@ -231,7 +241,7 @@ def _engine(store: FeatureStore, kind: type[feast_compat.LocalEngine]) -> Any:
 
 
 def test_feast_runs_the_engine_hook_per_task(store: FeatureStore) -> None:
-    class Recording(feast_compat.LocalEngine):
+    class Recording(HookedEngine):
         def materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
             ran.append(task)
             return task.feature_view.name
@@ -248,12 +258,12 @@ def test_feast_runs_the_engine_hook_per_task(store: FeatureStore) -> None:
 
 @pytest.mark.parametrize("dedupe", [True, False])
 def test_feast_asks_the_builder_hook_whether_to_dedupe(store: FeatureStore, dedupe: bool) -> None:
-    class Deciding(feast_compat.LocalBuilder):
+    class Deciding(HookedBuilder):
         def should_dedupe(self, view: Any) -> bool:
             return dedupe
 
     task = _task(store)
-    engine = _engine(store, feast_compat.LocalEngine)
+    engine = _engine(store, HookedEngine)
     backend = engine.backend(engine.get_execution_context(store.registry, task))
     plan = Deciding(store.registry, task, backend=backend).build()
     names = [node.name for node in plan.nodes]
@@ -261,10 +271,19 @@ def test_feast_asks_the_builder_hook_whether_to_dedupe(store: FeatureStore, dedu
         UPGRADE + f"FeatureBuilder._build: the plan {names} ignores _should_dedupe={dedupe}"
     )
     assert names[0] == "source" and names[-1] == "output", UPGRADE + f"the DAG's nodes: {names}"
-    default = feast_compat.LocalBuilder(store.registry, task, backend=backend)
+    default = HookedBuilder(store.registry, task, backend=backend)
     assert default.should_dedupe(task.feature_view) is True, (
         UPGRADE + "FeatureBuilder._should_dedupe"
     )
+
+
+def test_the_adapter_imports_feast_only_when_used() -> None:
+    """feature_repo.store imports the adapter at start-up; Feast takes seconds to import."""
+    probe = "import sys, feature_repo.store; print('feast' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "False", "importing feature_repo.store (and feast_compat) imported Feast"
 
 
 def test_a_config_copy_takes_another_online_store(store: FeatureStore) -> None:
