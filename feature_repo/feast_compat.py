@@ -1,20 +1,36 @@
-"""Feast's private API, used here (and by the engine plugin, feature_repo/feast_engine.py).
+"""Feast's private API: every use of it in the project is here.
 
 - Accessors for what ``FeatureStore`` does not expose: its provider (batch engine,
   online store, infrastructure, offline retrieval for chosen views), the Redis
   client of the online store, and Feast's Arrow-to-proto conversion; and the
   clean-up of what a retrieval leaves in ibis's DuckDB connection (ibis internals).
+- What the engine plugin (feature_repo/feast_engine.py) builds on: mixins giving
+  the private hooks of Feast's local compute engine and DAG builder public
+  names, and the private pieces it reuses (a ``RepoConfig`` with another online
+  store config, the DuckDB source writer).
 - Work-arounds for Feast 0.67 behaviour that would otherwise lose data silently.
   Each patch is idempotent, applied once by :func:`feature_repo.store.open_store`.
 
 tests/data/test_feast_compat.py fails, naming the upstream change, when an upgrade
-breaks an accessor, or when Feast fixes what a patch works around (then remove it).
+breaks an accessor or a hook, or when Feast fixes what a patch works around (then
+remove it).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The mixins' bases are Feast's classes for the type checker only: importing Feast takes
+# seconds, and feature_repo.store imports this module long before it needs Feast.
+if TYPE_CHECKING:
+    from feast.infra.compute_engines.local.compute import LocalComputeEngine as _EngineBase
+    from feast.infra.compute_engines.local.feature_builder import (
+        LocalFeatureBuilder as _BuilderBase,
+    )
+else:
+    _EngineBase = _BuilderBase = object
 
 _PATCHED = False
 _UNPATCHED: dict[str, Callable[..., Any]] = {}
@@ -51,6 +67,54 @@ def historical_features(store: Any, views: list[Any], refs: list[str], entity_df
         full_feature_names=True,
         filter_by_created_timestamp=True,
     )
+
+
+class LocalEngineHooks(_EngineBase):
+    """Mixed in before Feast's ``LocalComputeEngine``, it gives the engine's private hooks
+    public names: :meth:`materialize_one` is ``_materialize_one`` (what Feast's
+    ``materialize`` runs for each task), :meth:`backend` is ``_get_backend``."""
+
+    def _materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
+        return self.materialize_one(registry, task, **kwargs)
+
+    def materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
+        """One task's materialization job: Feast's, unless the engine overrides it."""
+        return super()._materialize_one(registry, task, **kwargs)
+
+    def backend(self, context: Any) -> Any:
+        """The DataFrame backend of Feast's nodes: the configured one, else pandas."""
+        return self._get_backend(context)
+
+
+class LocalBuilderHooks(_BuilderBase):
+    """Mixed in before Feast's ``LocalFeatureBuilder``, it gives the builder's private
+    ``_should_dedupe`` (whether a dedup node follows the read and filter) a public name,
+    :meth:`should_dedupe`."""
+
+    def _should_dedupe(self, view: Any) -> bool:
+        return self.should_dedupe(view)
+
+    def should_dedupe(self, view: Any) -> bool:
+        """Feast's choice unless the builder overrides it: a retrieval, or a task with
+        ``only_latest``, dedupes."""
+        return bool(super()._should_dedupe(view))
+
+
+def with_online_store(config: Any, online_store: Any) -> Any:
+    """A shallow copy of the ``RepoConfig`` ``config`` with ``online_store`` as its online
+    store config; ``config`` is unchanged. ``RepoConfig.online_store`` is a read-only
+    property over ``_online_store`` (built from the YAML on first use)."""
+    patched = copy.copy(config)
+    patched._online_store = online_store
+    return patched
+
+
+def write_duckdb_data_source(*args: Any, **kwargs: Any) -> Any:
+    """``feast.infra.offline_stores.duckdb._write_data_source``: the writer Feast's DuckDB
+    offline store hands to its ibis queries."""
+    from feast.infra.offline_stores.duckdb import _write_data_source
+
+    return _write_data_source(*args, **kwargs)
 
 
 def forget_retrieval_tables(job: Any) -> None:

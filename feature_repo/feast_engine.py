@@ -32,11 +32,14 @@ What differs:
   ``skip_dedup`` is configured (a backfill below the watermark).
 
 A plain ``MaterializationTask`` (``feast materialize``, the Feast CLI) reads the
-source as registered, through Feast's offline store."""
+source as registered, through Feast's offline store.
+
+The engine and its DAG builder mix in :class:`feature_repo.feast_compat.LocalEngineHooks`
+and :class:`~feature_repo.feast_compat.LocalBuilderHooks`, which give Feast's private
+hooks public names: every use of Feast's private API stays in that adapter."""
 
 from __future__ import annotations
 
-import copy
 import gc
 import threading
 import time
@@ -62,6 +65,12 @@ from feast.infra.compute_engines.local.compute import (
 from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 
+from feature_repo.feast_compat import (
+    LocalBuilderHooks,
+    LocalEngineHooks,
+    with_online_store,
+    write_duckdb_data_source,
+)
 from feature_repo.online_rows import online_rows
 
 ENGINE_TYPE = "feature_repo.feast_engine.WindowEngine"
@@ -137,7 +146,7 @@ class WindowEngineConfig(LocalComputeEngineConfig):
     window_read: WindowRead = "feast"
 
 
-class WindowEngine(LocalComputeEngine):
+class WindowEngine(LocalEngineHooks, LocalComputeEngine):
     def __init__(self, window_read: WindowRead = "feast", **kwargs: Any) -> None:
         kwargs.pop("type", None)
         super().__init__(**kwargs)
@@ -176,7 +185,7 @@ class WindowEngine(LocalComputeEngine):
                 jobs.append(plan.run())
         return jobs
 
-    def _materialize_one(self, registry: Any, task: MaterializationTask, **kwargs: Any) -> Any:
+    def materialize_one(self, registry: Any, task: MaterializationTask, **kwargs: Any) -> Any:
         return self._plan(registry, task).run()
 
     def _plan(self, registry: Any, task: MaterializationTask) -> _Plan:
@@ -188,7 +197,7 @@ class WindowEngine(LocalComputeEngine):
             builder = _WindowFeatureBuilder(
                 registry,
                 task,
-                backend=self._get_backend(context),
+                backend=self.backend(context),
                 pull_latest=bool(context.repo_config.materialization_config.pull_latest_features),
                 engine=self,
             )
@@ -267,7 +276,6 @@ def _feast_window(
 ) -> pa.Table:
     """Feast's DuckDB materialization query, with a reader that opens ``files``."""
     import ibis
-    from feast.infra.offline_stores import duckdb as feast_duckdb
     from feast.infra.offline_stores.ibis import (
         pull_all_from_table_or_query_ibis,
         pull_latest_from_table_or_query_ibis,
@@ -285,7 +293,7 @@ def _feast_window(
         start_date=start,
         end_date=end,
         data_source_reader=lambda _source, _repo_path: ibis.read_parquet(list(files)),
-        data_source_writer=feast_duckdb._write_data_source,
+        data_source_writer=write_duckdb_data_source,
         staging_location=config.offline_store.staging_location,
         staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
     ).to_arrow()
@@ -319,7 +327,7 @@ class _WindowReadNode(nodes.LocalSourceReadNode):
         return ArrowTableValue(data=table)
 
 
-class _WindowFeatureBuilder(LocalFeatureBuilder):
+class _WindowFeatureBuilder(LocalBuilderHooks, LocalFeatureBuilder):
     def __init__(self, *args: Any, pull_latest: bool, engine: WindowEngine, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.pull_latest = pull_latest
@@ -353,7 +361,7 @@ class _WindowFeatureBuilder(LocalFeatureBuilder):
         self.nodes.append(node)
         return node
 
-    def _should_dedupe(self, view: Any) -> bool:
+    def should_dedupe(self, view: Any) -> bool:
         if (
             isinstance(self.task, MaterializationTask)
             and self.pull_latest
@@ -361,7 +369,7 @@ class _WindowFeatureBuilder(LocalFeatureBuilder):
             and not getattr(view, "feature_transformation", None)
         ):
             return False  # the read returned the newest row per entity already
-        return super()._should_dedupe(view)
+        return super().should_dedupe(view)
 
 
 class _WindowOutputNode(nodes.LocalOutputNode):
@@ -437,9 +445,7 @@ def _with_newest_wins(config: Any) -> Any:
     online = config.online_store
     if not getattr(online, "skip_dedup", False):
         return config
-    patched = copy.copy(config)
-    patched._online_store = online.model_copy(update={"skip_dedup": False})
-    return patched
+    return with_online_store(config, online.model_copy(update={"skip_dedup": False}))
 
 
 def _q(name: str) -> str:
