@@ -621,11 +621,11 @@ class Controller:
         append_audit(
             self.settings,
             {
+                **decision.to_dict(),
                 "ts": datetime.now(UTC).isoformat(timespec="seconds"),
                 "user": "lifecycle",
                 "action": f"lifecycle_{action}",
                 "policy": self.policy.name,
-                **decision.to_dict(),
             },
         )
         log.info("lifecycle decision", extra=decision.to_dict())

@@ -39,7 +39,7 @@ class Triggers(_Strict):
     monthly: bool = Field(False, description="at the first check of each calendar month")
     on_performance: bool = Field(True, description="live performance degraded (delayed labels)")
     on_drift: bool = Field(True, description="the calibrated drift policy failed")
-    cooldown_days: float = Field(7, ge=0, description="no retrain sooner after the last one")
+    cooldown_days: float = Field(10, ge=0, description="no retrain sooner after the last one")
 
 
 class TrainingWindow(_Strict):

@@ -1,0 +1,177 @@
+"""The continuous-training loop, simulated on early March over the session's data.
+
+Real everything: the feature pipeline ticks (ingest, build, materialize), the
+service's scoring code and logs, real training into the BentoML registry, and
+the monitoring that judges challengers on the labels knowable at "now".
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from feature_repo.settings import Settings
+from lifecycle.policy import load_policy
+from tests.integration.lifecycle_support import (
+    START,
+    audit,
+    champions,
+    copy_of,
+    policy,
+    prepare_base,
+    sabotaged_trainer,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def base(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    data = tmp_path_factory.mktemp("lifecycle") / "base"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FEASTLINE_DATA_DIR", str(data))
+        env.setenv("BENTOML_HOME", str(data / "bentoml"))
+        yield prepare_base(pipeline.settings, data)
+
+
+@pytest.fixture
+def loop_dir(base: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    settings = copy_of(base, tmp_path / "data")
+    monkeypatch.setenv("FEASTLINE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("BENTOML_HOME", str(settings.bentoml_home))
+    return settings
+
+
+def actions(settings: Settings) -> list[str]:
+    return [e["action"] for e in audit(settings)]
+
+
+def scheduled(settings: Settings, days: int) -> set[str]:
+    requests = importlib.import_module(f"{settings.dataset_module}.requests")
+    return {
+        f["flight_id"]
+        for offset in range(days)
+        for f in requests.scheduled_flights(START + timedelta(days=offset))
+    }
+
+
+def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
+    loop_dir: Settings,
+) -> None:
+    from lifecycle.controller import Controller
+    from lifecycle.report import write_report
+    from lifecycle.simulate import read_ledger, simulate
+    from lifecycle.state import read_state
+    from model_registry.rollout import read_rollout
+    from training.rollout import promote_live
+
+    settings = loop_dir
+    static = champions(settings)[0]
+    test_policy = policy()
+    naive = load_policy(Path("conf/lifecycle/naive-monthly.yaml"))
+    run = simulate(
+        settings, test_policy, START, START + timedelta(days=2), baselines={"naive": naive}
+    )
+
+    # Retrained on March 1 (the champion was 15 days old), shadowed, promoted on live evidence.
+    decisions = [d["action"] for d in run.decisions]
+    assert decisions[:2] == ["retrain", "shadow_start"], run.decisions
+    assert "promote" in decisions, run.decisions
+    (champion,) = champions(settings)
+    assert champion != static
+    promoted = next(d for d in run.decisions if d["action"] == "promote")
+    assert promoted["tag"] == champion and promoted["evidence"]["labelled"] >= 300
+    watch = read_rollout(settings)
+    assert watch is not None and watch.challenger == static and watch.until is not None
+    log = actions(settings)
+    for expected in (
+        "lifecycle_retrain",
+        "rollout_shadow",
+        "lifecycle_shadow_start",
+        "promote_live",
+        "lifecycle_promote",
+    ):
+        assert expected in log, log
+
+    # Every scheduled flight was served once, and scored by every arm on the same features.
+    ledger = read_ledger(settings)
+    assert set(ledger["flight_id"]) == scheduled(settings, 3)
+    assert ledger["static_probability"].notna().all()
+    assert ledger["naive_probability"].notna().all()
+    assert (ledger["static_tag"] == static).all()
+    assert ledger["naive_tag"].iloc[-1] != static  # the naive arm retrained on March 1
+
+    # A second tick at the same "now" does nothing.
+    state = read_state(settings)
+    before = (Path(settings.state_dir / "lifecycle.json").read_text(), len(audit(settings)))
+    again = Controller(settings, test_policy).tick(datetime.fromisoformat(state.last_tick))
+    assert again.skipped
+    after = (Path(settings.state_dir / "lifecycle.json").read_text(), len(audit(settings)))
+    assert after == before
+
+    # Force a bad promotion: a challenger blind to every delay history, crowned on forged
+    # evidence. The loop must roll it back within the watch period, saying why.
+    now = datetime.fromisoformat(state.last_tick)
+    bad = sabotaged_trainer(settings, test_policy, now, {"params": {}}, {"by": "test"})
+    forged = {
+        "challenger": bad,
+        "overall": {
+            "labelled": 5000,
+            "metrics": {"roc_auc": {"difference": 0.05, "ci_low": 0.04, "ci_high": 0.06}},
+        },
+        "slices": [],
+    }
+    from training.promotion import GateConfig
+
+    promote_live(
+        settings, bad, GateConfig(), forged, watch=timedelta(days=4), reason="sabotage test: forced"
+    )
+    assert champions(settings) == [bad]
+    rest = simulate(
+        settings,
+        test_policy,
+        START + timedelta(days=3),
+        START + timedelta(days=5),
+        baselines={"naive": naive},
+    )
+    rollback = [d for d in rest.decisions if d["action"] == "rollback"]
+    assert rollback, rest.decisions
+    assert champions(settings) == [champion]
+    when = datetime.fromisoformat(rollback[0]["now"])
+    assert when - now <= timedelta(days=4)  # within the watch period
+    entry = next(e for e in audit(settings) if e["action"] == "rollback")
+    assert entry["old_champion"] == bad and "worse" in entry["reason"]
+    assert rollback[0]["evidence"]["old_minus_new_roc_auc"] > 0
+
+    summary = write_report(settings, rest)
+    assert Path(summary["report"]).exists()
+    assert summary["decisions"]["rollback"] == 1
+    assert {"static", "naive"} <= set(summary["headline"])
+
+
+def test_a_sabotaged_challenger_never_serves_beyond_its_canary_share(loop_dir: Settings) -> None:
+    from lifecycle.simulate import read_ledger, simulate
+
+    settings = loop_dir
+    static = champions(settings)[0]
+    canary_policy = policy(
+        rollout={"canary_percent": 20, "canary_days": 1}, triggers={"cooldown_days": 0}
+    )
+    run = simulate(
+        settings, canary_policy, START, START + timedelta(days=3), trainer=sabotaged_trainer
+    )
+    decisions = [(d["action"], d.get("tag")) for d in run.decisions]
+    sabotaged = {tag for action, tag in decisions if action == "retrain"}
+    assert sabotaged, decisions
+    assert not sabotaged & set(champions(settings)), decisions
+    assert champions(settings) == [static]
+    assert any(action == "refuse" for action, _ in decisions), decisions
+    # Shadow answers nothing; a canary at most its share, and only once it passed shadow.
+    ledger = read_ledger(settings)
+    answered = ledger[ledger["model_tag"].isin(sabotaged)]
+    assert (answered["role"] == "canary").all()
+    assert len(answered) <= 0.2 * len(ledger) * 1.1
