@@ -253,6 +253,34 @@ def serving_card(settings: Settings) -> Card | None:
     )
 
 
+def lifecycle_card(settings: Settings) -> Card | None:
+    """The continuous-training loop's timeline (``python -m lifecycle simulate``)."""
+    folder = settings.reports_dir / "lifecycle"
+    data = _read_json(folder / "summary.json")
+    if data is None or not (folder / INDEX_NAME).exists():
+        return None
+    head = data.get("headline", {})
+    figures = [("loop mean ROC-AUC", f"{head.get('loop_mean_roc_auc', float('nan')):.4f}")]
+    for arm in data.get("arms", []):
+        if arm in head:
+            h = head[arm]
+            figures.append(
+                (
+                    f"vs {arm}",
+                    f"{h['loop_minus_arm']:+.4f} [{h['ci_low']:+.4f}, {h['ci_high']:+.4f}]",
+                )
+            )
+    decisions = ", ".join(f"{k} {v}" for k, v in data.get("decisions", {}).items())
+    figures.append(("decisions", decisions or "none"))
+    return Card(
+        kind="lifecycle",
+        title=f"continuous training {data.get('start')} .. {data.get('end')}",
+        report=folder / INDEX_NAME,
+        figures=figures,
+        thumbnail=first_image(folder / INDEX_NAME),
+    )
+
+
 def _html_beside(json_path: Path) -> Path:
     html_path = json_path.with_name("report.html")
     return html_path if html_path.exists() else json_path
@@ -294,6 +322,7 @@ def collect(settings: Settings) -> Overview:
                 drift_card(settings),
                 performance_card(settings),
                 skew_card(settings),
+                lifecycle_card(settings),
             ),
         ),
     ]

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from feature_repo.settings import Settings
+
 # The machine's Redis, which .ci/run starts. FEASTLINE_TEST_REDIS_PORT points the tests
 # at another server, so that two checkouts can run their suites side by side.
 MAIN_REDIS_PORT = int(os.environ.get("FEASTLINE_TEST_REDIS_PORT", "6379"))
@@ -98,3 +100,15 @@ def main_redis_db() -> Iterator[str]:
     client.flushdb()
     yield url
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def lifecycle_base(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The session's data with a champion fitted through February 14: the loop's start."""
+    from tests.integration.lifecycle_support import prepare_base
+
+    data = tmp_path_factory.mktemp("lifecycle") / "base"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FEASTLINE_DATA_DIR", str(data))
+        env.setenv("BENTOML_HOME", str(data / "bentoml"))
+        yield prepare_base(pipeline.settings, data)

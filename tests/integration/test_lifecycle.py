@@ -8,7 +8,6 @@ the monitoring that judges challengers on the labels knowable at "now".
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,25 +21,15 @@ from tests.integration.lifecycle_support import (
     champions,
     copy_of,
     policy,
-    prepare_base,
     sabotaged_trainer,
 )
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def base(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    data = tmp_path_factory.mktemp("lifecycle") / "base"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("FEASTLINE_DATA_DIR", str(data))
-        env.setenv("BENTOML_HOME", str(data / "bentoml"))
-        yield prepare_base(pipeline.settings, data)
-
-
 @pytest.fixture
-def loop_dir(base: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    settings = copy_of(base, tmp_path / "data")
+def loop_dir(lifecycle_base: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    settings = copy_of(lifecycle_base, tmp_path / "data")
     monkeypatch.setenv("FEASTLINE_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("BENTOML_HOME", str(settings.bentoml_home))
     return settings
