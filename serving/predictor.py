@@ -225,7 +225,9 @@ class Predictor:
             raise
         fetched = time.perf_counter()
         columns = {**{k: rows[k] for k in self.dataset.ENTITY_COLUMNS}, **online.values}
-        ours = ModelScores(champion, ROLE_CHAMPION, model_probabilities(champion, columns, online.rows))
+        ours = ModelScores(
+            champion, ROLE_CHAMPION, model_probabilities(champion, columns, online.rows)
+        )
         scores = [ours]
         answered_by = [ours] * online.rows
         if active.challenger is not None and active.rollout is not None:
