@@ -47,7 +47,7 @@ def test_a_bad_policy_file_is_refused_naming_what_is_wrong(
 
 
 def test_a_missing_policy_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="nope.yaml"):
+    with pytest.raises(PolicyError, match=r"nope\.yaml"):
         load_policy(tmp_path / "nope.yaml")
 
 
