@@ -93,6 +93,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -757,6 +758,9 @@ def main() -> int:
     if args.worker:
         return worker(args)
     args.dask_timeout = args.dask_timeout or args.timeout
+    # A run started in the background ignores SIGINT: let SIGTERM stop it cleanly too
+    # (the engine killed, the Spark daemons stopped), as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="feastline-bench-offline-"))
