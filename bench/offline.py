@@ -742,7 +742,7 @@ def main() -> int:
         "--dask-timeout", type=float, default=None, help="seconds per Dask run (default --timeout)"
     )
     parser.add_argument(
-        "--memory-cap-gb", type=float, default=12, help="kill an engine above this peak RSS"
+        "--memory-cap-gb", type=float, default=12, help="kill an engine above this RSS (summed)"
     )
     parser.add_argument(
         "--dask-chunk-rows", type=int, default=4_096, help="entity rows per call, dask-chunked"
@@ -787,8 +787,8 @@ def main() -> int:
         elif args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            for scale in scales:
-                shutil.rmtree(workdir / f"x{scale}", ignore_errors=True)
+            for folder in [f"x{scale}" for scale in scales] + ["spark"]:
+                shutil.rmtree(workdir / folder, ignore_errors=True)
     return 0
 
 
