@@ -16,8 +16,9 @@ engine, each in its own process, from the same SQL files:
 Wall time is the build process's, from start to exit (imports and, for Spark,
 the JVM and executor start-up included). CPU and peak memory are sampled every
 0.2 s over the build process and its descendants (the Spark driver JVM) plus the
-executor JVMs the worker starts for it: CPU is the sum of each process's last
-seen user+system time, memory the peak of the summed RSS. The outputs of the two
+executor JVMs the worker starts for it (``bench/measured_run.py``, shared with
+``bench/offline.py``): CPU is the sum of each process's last seen user+system
+time, memory the peak of the summed RSS. The outputs of the two
 engines are compared (rows per table, and every value, as the tests do). Not run
 by the tests; the figures depend on the machine and what else runs on it.
 """
@@ -25,11 +26,9 @@ by the tests; the figures depend on the machine and what else runs on it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,8 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from measured_run import GB, run_measured, standalone_spark  # noqa: E402 (bench/, beside this)
 
 console = Console()
 
@@ -73,34 +74,17 @@ def _build_one(engine: str, data_dir: Path, master: str, driver: str, executor: 
     print(json.dumps(summary.rows))
 
 
-def _measure(command: list[str], env: dict[str, str], worker: psutil.Process | None) -> tuple:
-    started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    root = psutil.Process(child.pid)
-    cpu: dict[int, float] = {}
-    peak = 0
-    known_executors = {p.pid for p in worker.children(recursive=True)} if worker else set()
-    while child.poll() is None:
-        procs = [root]
-        with contextlib.suppress(psutil.Error):
-            procs += root.children(recursive=True)
-        if worker is not None:
-            procs += [p for p in worker.children(recursive=True) if p.pid not in known_executors]
-        rss = 0
-        for proc in procs:
-            try:
-                times = proc.cpu_times()
-                cpu[proc.pid] = times.user + times.system + times.children_user
-                rss += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        peak = max(peak, rss)
-        time.sleep(0.2)
-    out = child.stdout.read() if child.stdout else ""
-    wall = time.perf_counter() - started
-    if child.returncode != 0:
-        raise RuntimeError(f"{command} exited with {child.returncode}")
-    return wall, sum(cpu.values()), peak / 2**30, json.loads(out.strip().splitlines()[-1])
+def _build(
+    command: list[str], env: dict[str, str], log: Path, worker: psutil.Process | None
+) -> tuple[float, float, float, dict[str, int]]:
+    """One build, measured with its driver and executors; its rows per table."""
+    rows_file = log.with_suffix(".rows.json")
+    rows_file.unlink(missing_ok=True)
+    run = run_measured(command, env, log, stdout=rows_file, executors_of=worker)
+    if run.status != "ok":
+        raise RuntimeError(f"{command} exited with {run.returncode}; see {log}")
+    rows = json.loads(rows_file.read_text().strip().splitlines()[-1])
+    return run.seconds, run.cpu_seconds, run.peak_bytes / GB, rows
 
 
 def _compare(a: Path, b: Path, tables: list[str]) -> list[str]:
@@ -139,43 +123,40 @@ def main() -> int:
 
     from feature_repo.pipeline import ingest
     from feature_repo.settings import Settings
-    from tests.integration.spark_cluster import LocalSparkCluster
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-feature-build-"))
-    cores = os.cpu_count() or 2
-    cluster = LocalSparkCluster(workdir / "spark", worker_cores=cores, worker_memory="3g")
     runs: list[Run] = []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     try:
-        cluster.start()
-        worker = psutil.Process(cluster.processes[1].pid)
-        for scale in [int(s) for s in args.scales.split(",")]:
-            base = workdir / f"x{scale}"
-            raw = base / "raw-data"
-            if not (raw / "raw").exists():
-                began = time.perf_counter()
-                ingest(Settings(data_dir=raw), args.through, build_features=False, scale=scale)
-                console.log(f"x{scale}: raw ingest {time.perf_counter() - began:.0f}s")
-            dirs = {}
-            for engine in ("duckdb", "spark"):
-                data_dir = base / engine
-                shutil.rmtree(data_dir, ignore_errors=True)
-                data_dir.mkdir(parents=True)
-                (data_dir / "raw").symlink_to(raw / "raw")
-                dirs[engine] = data_dir
-                command = [
-                    sys.executable, __file__, "--build-one", engine, str(data_dir),
-                    cluster.master_url, args.driver_memory, args.executor_memory,
-                ]  # fmt: skip
-                wall, cpu, peak, rows = _measure(
-                    command, env, worker if engine == "spark" else None
-                )
-                runs.append(Run(engine, scale, wall, cpu, peak, rows))
-                console.log(f"x{scale} {engine}: {wall:.1f}s wall, {cpu:.1f}s CPU, {peak:.2f} GB")
-            problems = _compare(dirs["duckdb"], dirs["spark"], sorted(runs[-1].rows))
-            console.log(f"x{scale}: engines agree" if not problems else f"DIFFER: {problems}")
+        with standalone_spark(workdir / "spark") as cluster:
+            for scale in [int(s) for s in args.scales.split(",")]:
+                base = workdir / f"x{scale}"
+                raw = base / "raw-data"
+                if not (raw / "raw").exists():
+                    began = time.perf_counter()
+                    ingest(Settings(data_dir=raw), args.through, build_features=False, scale=scale)
+                    console.log(f"x{scale}: raw ingest {time.perf_counter() - began:.0f}s")
+                dirs = {}
+                for engine in ("duckdb", "spark"):
+                    data_dir = base / engine
+                    shutil.rmtree(data_dir, ignore_errors=True)
+                    data_dir.mkdir(parents=True)
+                    (data_dir / "raw").symlink_to(raw / "raw")
+                    dirs[engine] = data_dir
+                    command = [
+                        sys.executable, __file__, "--build-one", engine, str(data_dir),
+                        cluster.master_url, args.driver_memory, args.executor_memory,
+                    ]  # fmt: skip
+                    worker = cluster.worker if engine == "spark" else None
+                    log = base / f"{engine}.log"
+                    wall, cpu, peak, rows = _build(command, env, log, worker)
+                    runs.append(Run(engine, scale, wall, cpu, peak, rows))
+                    console.log(
+                        f"x{scale} {engine}: {wall:.1f}s wall, {cpu:.1f}s CPU, {peak:.2f} GB"
+                    )
+                problems = _compare(dirs["duckdb"], dirs["spark"], sorted(runs[-1].rows))
+                console.log(f"x{scale}: engines agree" if not problems else f"DIFFER: {problems}")
     finally:
-        cluster.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -117,6 +117,21 @@ def write_duckdb_data_source(*args: Any, **kwargs: Any) -> Any:
     return _write_data_source(*args, **kwargs)
 
 
+def declared_arrow_types(views: list[Any]) -> dict[str, Any]:
+    """Each feature's column as a retrieval with full feature names calls it
+    (``view__feature``), and the Arrow type of the Feast type its view declares
+    (``feast.type_map.feast_value_type_to_pa``)."""
+    from feast.type_map import feast_value_type_to_pa
+
+    return {
+        f"{view.projection.name_to_use()}__{feature.name}": feast_value_type_to_pa(
+            feature.dtype.to_value_type()
+        )
+        for view in views
+        for feature in view.features
+    }
+
+
 def forget_retrieval_tables(job: Any) -> None:
     """Drop what a retrieval registered in ibis's DuckDB connection.
 

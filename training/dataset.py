@@ -61,7 +61,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feature_repo.atomic_io import atomic_path, write_json, write_parquet
-from feature_repo.feast_compat import forget_retrieval_tables, historical_features
+from feature_repo.feast_compat import (
+    declared_arrow_types,
+    forget_retrieval_tables,
+    historical_features,
+)
 from feature_repo.feature_build import published
 from feature_repo.raw_layer import KNOWABLE_AT, RawLayer, end_of_day, partition_day
 from feature_repo.settings import PROJECT_ROOT, Settings
@@ -336,6 +340,8 @@ class _Plan:
     batch_refs: list[str]
     on_demand: list[Any]
     on_demand_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Each batch feature's column (full name) and the Arrow type its view declares.
+    feature_types: dict[str, pa.DataType] = field(default_factory=dict)
 
 
 def _plan(store: Any, refs: list[str]) -> _Plan:
@@ -359,11 +365,13 @@ def _plan(store: Any, refs: list[str]) -> _Plan:
             inputs.extend(f"{projection.name}:{f.name}" for f in projection.features)
     batch_refs.extend(ref for ref in dict.fromkeys(inputs) if ref not in batch_refs)
     on_demand = OnDemandFeatureView.get_requested_odfvs(refs, store.project, store.registry)
+    views = [store.get_feature_view(name) for name in dict.fromkeys(view_names)]
     return _Plan(
-        views=[store.get_feature_view(name) for name in dict.fromkeys(view_names)],
+        views=views,
         batch_refs=batch_refs,
         on_demand=on_demand,
         on_demand_columns=on_demand_columns,
+        feature_types=declared_arrow_types(views),
     )
 
 
@@ -547,21 +555,33 @@ def _fetch_chunk(
         job = historical_features(
             store, sources.narrowed(first, last, folder.name), plan.batch_refs, chunk
         )
-        table = _run_on_demand(utc_timestamps(job.to_arrow()), plan)
+        types = dict(plan.feature_types)
+        for column in pa.Schema.from_pandas(chunk, preserve_index=False):
+            types[column.name] = column.type
+        table = _run_on_demand(engine_neutral_types(job.to_arrow(), types), plan)
         forget_retrieval_tables(job)
         return table
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def utc_timestamps(table: pa.Table) -> pa.Table:
-    """Naive timestamp columns marked as the UTC they are. Feast's Spark offline store
-    returns the entity timestamps without a zone (its session works in UTC); DuckDB's
-    returns them in UTC, and the set must not depend on the engine."""
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+def engine_neutral_types(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:
+    """Every column in the type DuckDB's offline store returns it in, whichever store
+    answered: an entity column as the entity rows have it, a feature as its view
+    declares it, and every timestamp in UTC microseconds. Feast's Spark offline store
+    converts through pandas: entity timestamps come back naive (its session works in
+    UTC) in nanoseconds, integers as int64, and an integer feature with a null in the
+    chunk as double. The chunks of one set must agree to be concatenated, and the set
+    (its fingerprint) must not depend on the engine."""
     for index, column in enumerate(table.schema):
-        if pa.types.is_timestamp(column.type) and column.type.tz is None:
-            utc = pa.timestamp(column.type.unit, tz="UTC")
-            table = table.set_column(index, column.name, table.column(index).cast(utc))
+        wanted = UTC_MICROS if pa.types.is_timestamp(column.type) else types.get(column.name)
+        if wanted is not None and column.type != wanted:
+            # A naive timestamp is cast as the UTC it is; a double with integral values
+            # and nulls (pandas' NaN) casts to an integer exactly, or fails loudly.
+            table = table.set_column(index, column.name, table.column(index).cast(wanted))
     return table
 
 

@@ -123,6 +123,12 @@ def test_arrow_rows_convert_to_online_protos(store: FeatureStore) -> None:
     assert event_time == written.replace(tzinfo=None), UPGRADE + "_convert_arrow_to_proto's rows"
 
 
+def test_declared_types_map_to_arrow_by_full_feature_name() -> None:
+    # The join key is an entity column, not a feature: its type comes from the entity rows.
+    types = feast_compat.declared_arrow_types([speeds])
+    assert types == {"speeds__speed": pa.float64()}, UPGRADE + "feast_value_type_to_pa"
+
+
 def test_ibis_still_has_what_the_retrieval_clean_up_reads() -> None:
     import ibis
     import ibis.expr.operations as ops
