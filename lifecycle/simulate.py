@@ -242,7 +242,7 @@ def simulate(
                     flights = [flight_model(**f) for f in due]
                     _serve(predictor, served, flights, arms, ledger, model_probabilities)
                     run.flights += len(flights)
-            if tick.hour == 23:
+            if done == len(ticks) or ticks[done].date() != tick.date():  # the day's last tick
                 _write_ledger(settings, ledger)
             run.seconds.serving += time.perf_counter() - started
             run.ticks = done
