@@ -421,7 +421,13 @@ def train_and_register(
     config: TrainConfig,
     progress: ProgressFn = _no_progress,
     store: Any | None = None,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> TrainRun:
+    """Build or reuse the training set, fit, evaluate, report and register a candidate.
+
+    ``prepare`` rewrites the set's rows before the fit (the stored set is unchanged): the
+    loop's safety tests train a sabotaged challenger through it.
+    """
     from training.report import write_report
 
     started = time.perf_counter()
@@ -435,6 +441,12 @@ def train_and_register(
         as_of=config.as_of,
     )
     progress("training set", 1, 1)
+    if prepare is not None:
+        training_set = TrainingSet(
+            manifest=training_set.manifest,
+            path=training_set.path,
+            loaded=prepare(training_set.frame.copy()),
+        )
     trained = fit_and_evaluate(training_set, config, progress)
 
     # The version is fixed before saving so the report can live under it and

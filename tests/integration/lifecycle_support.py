@@ -28,15 +28,6 @@ TEST_POLICY: dict[str, Any] = {
     "rollback": {"watch_days": 4, "min_labels": 300},
     "monitoring": {"performance_min_labels": 300},
 }
-# Features a sabotaged challenger is trained without: every delay history the model has.
-KEY_FEATURES = (
-    "arr_delay",
-    "hours_since_landed",
-    "late_share",
-    "mean_arr_delay",
-    "mean_dep_delay",
-    "departures",
-)
 
 
 def policy(**sections: dict[str, Any]) -> Policy:
@@ -92,14 +83,26 @@ def sabotaged_trainer(
     metadata: dict[str, Any],
     origin: dict[str, Any],
 ) -> str:
-    """The loop's own trainer, blind to every delay history: a challenger that must lose."""
-    from lifecycle.controller import train_challenger
+    """The loop's own retrain, with every model input shuffled across flights before the
+    fit: a challenger no better than chance, which must lose to any real model."""
+    import numpy as np
 
-    window = policy.window.model_copy(
-        update={"drop_features": (*policy.window.drop_features, *KEY_FEATURES)}
+    from lifecycle.controller import train_config
+    from training.train import train_and_register
+
+    config = train_config(
+        policy, now, dict(metadata.get("params") or {}), {**origin, "sabotaged": True}
     )
-    blind = policy.model_copy(update={"window": window})
-    return train_challenger(settings, blind, now, metadata, {**origin, "sabotaged": True})
+    inputs = [*metadata["features"], "carrier", "origin"]
+
+    def shuffle(frame: Any) -> Any:
+        rng = np.random.default_rng(0)
+        for column in inputs:
+            if column in frame:
+                frame[column] = rng.permutation(frame[column].to_numpy())
+        return frame
+
+    return train_and_register(settings, config, prepare=shuffle).record.tag
 
 
 def audit(settings: Settings) -> list[dict[str, Any]]:

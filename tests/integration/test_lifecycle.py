@@ -105,7 +105,9 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     # Force a bad promotion: a challenger blind to every delay history, crowned on forged
     # evidence. The loop must roll it back within the watch period, saying why.
     now = datetime.fromisoformat(state.last_tick)
-    bad = sabotaged_trainer(settings, test_policy, now, {"params": {}}, {"by": "test"})
+    from monitoring.registry import champion as current
+
+    bad = sabotaged_trainer(settings, test_policy, now, current(settings).metadata, {"by": "test"})
     forged = {
         "challenger": bad,
         "overall": {
