@@ -229,6 +229,12 @@ class FeatureBuilder:
         if through is None:
             raise RuntimeError("the raw layer is empty; run `python -m feature_repo ingest` first")
         previous = None if full else self.published_through()
+        if previous is not None and previous == through:
+            # Built to the raw watermark already: no day to recompute, nothing to rewrite.
+            names = feature_table_names(self.sql_dir)
+            return FeatureBuildSummary(
+                through, dict.fromkeys(names, 0), time.perf_counter() - started
+            )
         window_start = _floor(previous + ONE_MICROSECOND, DAY) if previous else EARLIEST
         params = {
             "window_start": window_start,

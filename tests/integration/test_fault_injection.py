@@ -836,6 +836,18 @@ def test_status_says_the_last_run_failed(data_copy) -> None:
 
 
 @pytest.mark.integration
+def test_an_idle_ingest_changes_nothing_stored(data_copy) -> None:
+    """Nothing new through the raw watermark: no file is rewritten (the raw watermark's
+    record used to be, with a new ``published_at``, and the feature watermark too)."""
+    settings = data_copy.settings
+    stored = tree_checksums(settings.raw_dir, settings.features_dir)
+    ran = run(data_copy, "feature_repo", "ingest", "--through", "2013-02-28", REDIS_URL="")
+    assert ran.returncode == 0, ran.stderr[-1500:]
+    assert "nothing new" in ran.stdout
+    assert tree_checksums(settings.raw_dir, settings.features_dir) == stored
+
+
+@pytest.mark.integration
 def test_temp_files_left_by_a_killed_run_are_removed_by_the_next(data_copy) -> None:
     leftovers = [
         data_copy.settings.raw_dir / "departures" / "date=2013-02-10" / ".part-0.parquet.x1.tmp",
