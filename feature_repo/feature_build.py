@@ -281,7 +281,9 @@ class FeatureBuilder:
             return 0
         target = self.features_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.features_dir))
+        # Named like every temporary file (``.<name>.<random>.tmp``), so that the next
+        # ingest sweeps it if this run is killed (``feature_repo.leftovers``).
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.features_dir))
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql}", used)
             (count,) = con.execute("SELECT count(*) FROM staged").fetchone() or (0,)

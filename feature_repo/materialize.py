@@ -46,6 +46,7 @@ from feature_repo.atomic_io import write_text
 from feature_repo.bounds import WindowRefused
 from feature_repo.clock import Clock
 from feature_repo.feast_compat import provider
+from feature_repo.leftovers import sweep_scratch
 from feature_repo.redis_clients import wait_for_replicas
 from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
 from feature_repo.settings import Settings
@@ -522,11 +523,12 @@ class Materializer:
         )
 
     def _clear_scratch(self) -> None:
-        """Remove what a killed run left in the scratch folder (only the Materializer's
-        own entries: other jobs, e.g. training-set builds, keep theirs there too)."""
+        """Remove what killed runs left in the scratch folder: this job's in-flight
+        markers, and other jobs' folders (training-set builds) whose owner is dead."""
         scratch = self.settings.state_dir / "scratch"
         if not scratch.exists():
             return
+        sweep_scratch(scratch)  # a live build's folder is locked by its owner: kept
         # We hold the lock, so no write of ours is live.
         leftovers = list(scratch.glob(f"{IN_FLIGHT_PREFIX}*"))
         unfinished = sorted(p.name.removeprefix(IN_FLIGHT_PREFIX) for p in leftovers)

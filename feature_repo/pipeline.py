@@ -11,7 +11,7 @@ from typing import Any
 
 from feature_repo.bounds import check_through
 from feature_repo.feature_build import FeatureBuilder, FeatureBuildSummary
-from feature_repo.leftovers import sweep_temp_files
+from feature_repo.leftovers import sweep_scratch, sweep_temp_files
 from feature_repo.raw_layer import IngestSummary, RawLayer, through_instant
 from feature_repo.settings import Settings
 from feature_repo.store import dataset_module
@@ -67,7 +67,9 @@ def ingest(
     update the features."""
     started = time.perf_counter()
     check_through(through, None)  # the wall clock first: it needs no source read
-    sweep_temp_files(settings.raw_dir, settings.features_dir)  # what a killed run left
+    # What killed runs left: temporary files, and scratch folders no live run owns.
+    sweep_temp_files(settings.raw_dir, settings.features_dir)
+    sweep_scratch(settings.state_dir / "scratch")
     raw = raw_layer(settings)
     previous = raw.published_through()
     if previous is not None and previous == through_instant(through):

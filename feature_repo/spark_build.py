@@ -64,7 +64,9 @@ class SparkFeatureBuilder(FeatureBuilder):
         query = to_spark_sql(sql, {k: v for k, v in params.items() if f"${k}" in sql})
         target = self.features_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.spark.", dir=self.features_dir))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{name}.spark.", suffix=".tmp", dir=self.features_dir)
+        )
         try:
             staged = self.spark.sql(query)
             columns = staged.columns

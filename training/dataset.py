@@ -46,7 +46,6 @@ import hashlib
 import logging
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ import pyarrow.parquet as pq
 from feature_repo.atomic_io import atomic_path, write_json, write_parquet
 from feature_repo.feast_compat import forget_retrieval_tables, historical_features
 from feature_repo.feature_build import published
+from feature_repo.leftovers import scratch_folder, sweep_scratch
 from feature_repo.raw_layer import KNOWABLE_AT, RawLayer, end_of_day, partition_day
 from feature_repo.settings import PROJECT_ROOT, Settings
 from feature_repo.store import dataset_module, open_store
@@ -658,9 +658,8 @@ def build_training_set(
     audit_columns = [ref.replace(":", "__") for ref in audit_refs]
     label = dataset.LABEL_COLUMN
     scratch_root = settings.state_dir / "scratch"
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="training-set.", dir=scratch_root) as tmp:
-        scratch = Path(tmp)
+    sweep_scratch(scratch_root)  # what builds killed before us left
+    with scratch_folder(scratch_root, "training-set.") as scratch:
         entities = _EntityFile(settings, start, end, as_of, scratch / "entities.parquet")
         try:
             if entities.rows == 0:

@@ -849,25 +849,58 @@ def test_an_idle_ingest_changes_nothing_stored(data_copy) -> None:
 
 @pytest.mark.integration
 def test_temp_files_left_by_a_killed_run_are_removed_by_the_next(data_copy) -> None:
+    """Finding 12: what killed runs leave in ``raw/``, ``features/`` and ``state/scratch/``
+    is removed by the next ingest; a scratch folder a live run still owns is kept."""
+    settings = data_copy.settings
+    scratch = settings.state_dir / "scratch"
+    # A training-set build, SIGKILLed once its scratch folder exists.
+    out = ("--out", str(settings.datasets_dir / "killed.parquet"))
+    window = ("--start", "2013-01-02", "--end", "2013-02-27")
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "training", "build-dataset", *window, *out],
+        env=data_copy.env(REDIS_URL=""),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(scratch.glob("training-set.*")):
+            assert victim.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+    killed = list(scratch.glob("training-set.*"))
+    assert killed
     leftovers = [
-        data_copy.settings.raw_dir / "departures" / "date=2013-02-10" / ".part-0.parquet.x1.tmp",
-        data_copy.settings.features_dir / "weather_hourly" / ".part-0.parquet.x2.tmp",
+        settings.raw_dir / "departures" / "date=2013-02-10" / ".part-0.parquet.x1.tmp",
+        settings.features_dir / "weather_hourly" / ".part-0.parquet.x2.tmp",
+        # A feature build's staging folder (its days are renamed out of it).
+        settings.features_dir / ".weather_hourly.x3.tmp" / "date=2013-02-10" / "data_0.parquet",
     ]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a parquet file")
 
     def data_files() -> dict[str, str]:
-        # Raw days already published stay as they are; ingest's job is to extend the
-        # feature tables (it recomputes the newest day) and to re-record its watermark.
-        sums = tree_checksums(data_copy.settings.raw_dir)
-        return {k: v for k, v in sums.items() if ".tmp" not in k and "_watermark" not in k}
+        sums = tree_checksums(settings.raw_dir, settings.features_dir)
+        return {k: v for k, v in sums.items() if ".tmp" not in k}
 
     kept = data_files()
-    ran = cli(data_copy, "feature_repo", "ingest", "--through", "2013-02-28", REDIS_URL="")
+    ran = run(data_copy, "feature_repo", "ingest", "--through", "2013-02-28", REDIS_URL="")
     assert ran.returncode == 0, ran.stderr[-1500:]
-    assert not any(path.exists() for path in leftovers)
-    assert data_files() == kept
+    assert not any(path.exists() for path in [*leftovers, *killed])
+    assert not (settings.features_dir / ".weather_hourly.x3.tmp").exists()
+    assert data_files() == kept  # nothing new through the watermark: nothing rewritten
+
+    from feature_repo.leftovers import scratch_folder
+
+    with scratch_folder(scratch, "training-set.") as live:  # a build running meanwhile
+        again = run(data_copy, "feature_repo", "ingest", "--through", "2013-02-28", REDIS_URL="")
+        assert again.returncode == 0, again.stderr[-1500:]
+        assert live.is_dir()
 
 
 @pytest.mark.integration
