@@ -49,6 +49,7 @@ from pathlib import Path
 import duckdb
 
 from feature_repo.atomic_io import write_json
+from feature_repo.partition_checksums import publish_partitions
 from feature_repo.raw_layer import (
     KNOWABLE_AT,
     ONE_MICROSECOND,
@@ -293,10 +294,8 @@ class FeatureBuilder:
                 "(FORMAT PARQUET, PARTITION_BY (date), COMPRESSION zstd, "
                 "WRITE_PARTITION_COLUMNS false)"
             )
-            for part in sorted(staging.glob("date=*/*.parquet")):
-                final = target / part.parent.name / "part-0.parquet"
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, final)  # same filesystem: atomic per file
+            staged = {part.parent.name: part for part in sorted(staging.glob("date=*/*.parquet"))}
+            publish_partitions(target, staged)  # renamed into place, checksums recorded
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         # Per table at DEBUG: "features built" sums them at INFO.

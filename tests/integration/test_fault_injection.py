@@ -716,6 +716,43 @@ def test_a_copied_data_dir_never_reads_the_original(world, data_copy) -> None:
 
 
 @pytest.mark.integration
+def test_a_corrupt_feature_partition_is_refused_under_its_own_path(data_copy, tmp_path) -> None:
+    """Finding 10 and the integrity checks: a feature partition with bytes overwritten in
+    place (same size) is refused by the training-set build and by batch scoring, both
+    naming the file under the data dir (the build used to name a link in its scratch
+    folder, or read the damaged values without a word); nothing is written."""
+    import pandas as pd
+
+    settings = data_copy.settings
+    flight = _flights(settings, 1, seed=5)[0]
+    predicted = datetime.fromisoformat(flight["sched_dep"]) - settings.prediction_lead
+    day = predicted.astimezone(UTC).date().isoformat()
+    partition = settings.features_dir / "weather_hourly" / f"date={day}" / "part-0.parquet"
+    payload = bytearray(partition.read_bytes())
+    middle = len(payload) // 2
+    payload[middle : middle + 64] = bytes(64)
+    partition.write_bytes(bytes(payload))
+    flights_file = tmp_path / "flights.parquet"
+    pd.DataFrame([flight]).to_parquet(flights_file)
+    stored = without_logs(tree_checksums(settings.data_dir))
+
+    out = settings.datasets_dir / "never-built.parquet"
+    scores = tmp_path / "scores.parquet"
+    cases = [
+        ("training", "build-dataset", "--start", day, "--end", day, "--out", str(out)),
+        ("serving", "batch", "--input", str(flights_file), "--output", str(scores)),
+    ]
+    for args in cases:
+        refused = run(data_copy, *args)
+        assert refused.returncode == 1, (args, refused.stdout[-1500:], refused.stderr[-1500:])
+        message = one_line_error(refused)
+        assert f"feature partition {partition} is corrupt" in message, message
+        assert "scratch" not in message
+    assert not out.exists() and not scores.exists()
+    assert without_logs(tree_checksums(settings.data_dir)) == stored
+
+
+@pytest.mark.integration
 def test_a_corrupt_feast_registry_is_named_and_apply_rebuilds_it(data_copy) -> None:
     registry = data_copy.settings.feast_dir / "registry.db"
     registry.write_bytes(registry.read_bytes()[: registry.stat().st_size // 2])
