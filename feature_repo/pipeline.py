@@ -67,6 +67,10 @@ def ingest(
     update the features."""
     started = time.perf_counter()
     check_through(through, None)  # the wall clock first: it needs no source read
+    # The folders it writes next: a file where one should be, or a read-only data dir,
+    # fails here, naming the path, rather than after seconds of reading the source.
+    for folder in (settings.raw_dir, settings.features_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     # What killed runs left: temporary files, and scratch folders no live run owns.
     sweep_temp_files(settings.raw_dir, settings.features_dir)
     sweep_scratch(settings.state_dir / "scratch")
