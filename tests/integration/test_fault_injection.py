@@ -40,7 +40,7 @@ from feature_repo.settings import Settings
 from tests.conftest import tree_checksums
 from tests.integration.conftest import MAIN_REDIS, free_port
 from tests.integration.serving_support import RunningService
-from tests.integration.test_serving import _flights, _promote
+from tests.integration.test_serving import _flights, _promote, _train
 
 NOW = datetime(2013, 2, 20, tzinfo=UTC)
 API_KEY = "fault-key-7c1d"
@@ -166,18 +166,14 @@ def _train_small(settings: Settings, store: object) -> str:
     reference profile's calibration costs time per day of history."""
     from datetime import date
 
-    from tests.integration.test_serving import TINY_GRID
-    from training.train import TrainConfig, train_and_register
-
-    config = TrainConfig(
+    return _train(
+        settings,
+        store,
+        seed=11,
         train_start=date(2013, 2, 1),
         train_end=date(2013, 2, 10),
         valid_end=date(2013, 2, 14),
-        seed=11,
-        param_grid=TINY_GRID,
-        cv_splits=2,
     )
-    return str(train_and_register(settings, config, store=store).record.tag)
 
 
 def make_unreadable_entry(world: World) -> Path:
