@@ -108,6 +108,10 @@ format: $(STAMP) ## apply ruff fixes and formatting
 bench: ## list the benchmarks; each prints a table (they are slow, and never run in tests)
 	@grep -E '^bench-[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
 
+.PHONY: bench-partition-checksums
+bench-partition-checksums: $(STAMP) ## full-year training set: feature partition checks on vs off
+	$(BIN)/python bench/partition_checksums.py $(BENCH_CHECKSUMS_ARGS)
+
 .PHONY: bench-materialize
 bench-materialize: $(STAMP) ## Redis materialization: rows/s vs a raw ceiling; cost per run vs history
 	$(BIN)/python bench/materialize.py $(BENCH_MATERIALIZE_ARGS)

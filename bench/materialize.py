@@ -692,7 +692,7 @@ class Bench:
                     sample[key] = self._engine(other, result, pruned=pruned)
                 depth.runs.append(sample)
             depth.days_on_disk = len(
-                list((self.settings.features_dir / "route_perf_28d").glob("*"))
+                list((self.settings.features_dir / "route_perf_28d").glob("date=*"))
             )
             depths.append(depth)
         same, keys = same_content(self.feast, self.unpruned, self.pruned)
@@ -830,7 +830,7 @@ def intraday(args: argparse.Namespace, data_dir: Path, redis_url: str) -> list[I
                 }
             )
             now += tick
-        depth.days_on_disk = len(list((settings.features_dir / "route_perf_28d").glob("*")))
+        depth.days_on_disk = len(list((settings.features_dir / "route_perf_28d").glob("date=*")))
         depths.append(depth)
     redis.Redis.from_url(redis_url).flushdb()
     return depths

@@ -120,7 +120,7 @@ def _print_run(result) -> None:
 
 
 def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
-    from feature_repo.bounds import check_window
+    from feature_repo.bounds import WindowRefused, check_window
     from feature_repo.materialize import Materializer, RunSkipped
 
     materializer = Materializer(settings)
@@ -136,6 +136,8 @@ def _cmd_materialize(args: argparse.Namespace, settings: Settings) -> int:
     except RunSkipped as err:
         console.print(f"materialize: {err}")
         return 0 if args.skip_ok else 75
+    except WindowRefused:
+        raise  # bad input (--now behind the watermark), not a failed run: nothing recorded
     except Exception as err:
         # `status` must show that the last run failed, not the one before it.
         materializer.state.record_run({"error": f"{type(err).__name__}: {err}"}, status="failed")

@@ -49,6 +49,7 @@ from pathlib import Path
 import duckdb
 
 from feature_repo.atomic_io import write_json
+from feature_repo.partition_checksums import publish_partitions
 from feature_repo.raw_layer import (
     KNOWABLE_AT,
     ONE_MICROSECOND,
@@ -229,6 +230,12 @@ class FeatureBuilder:
         if through is None:
             raise RuntimeError("the raw layer is empty; run `python -m feature_repo ingest` first")
         previous = None if full else self.published_through()
+        if previous is not None and previous == through:
+            # Built to the raw watermark already: no day to recompute, nothing to rewrite.
+            names = feature_table_names(self.sql_dir)
+            return FeatureBuildSummary(
+                through, dict.fromkeys(names, 0), time.perf_counter() - started
+            )
         window_start = _floor(previous + ONE_MICROSECOND, DAY) if previous else EARLIEST
         params = {
             "window_start": window_start,
@@ -275,7 +282,9 @@ class FeatureBuilder:
             return 0
         target = self.features_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.features_dir))
+        # Named like every temporary file (``.<name>.<random>.tmp``), so that the next
+        # ingest sweeps it if this run is killed (``feature_repo.leftovers``).
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.features_dir))
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql}", used)
             (count,) = con.execute("SELECT count(*) FROM staged").fetchone() or (0,)
@@ -285,10 +294,8 @@ class FeatureBuilder:
                 "(FORMAT PARQUET, PARTITION_BY (date), COMPRESSION zstd, "
                 "WRITE_PARTITION_COLUMNS false)"
             )
-            for part in sorted(staging.glob("date=*/*.parquet")):
-                final = target / part.parent.name / "part-0.parquet"
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, final)  # same filesystem: atomic per file
+            staged = {part.parent.name: part for part in sorted(staging.glob("date=*/*.parquet"))}
+            publish_partitions(target, staged)  # renamed into place, checksums recorded
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         # Per table at DEBUG: "features built" sums them at INFO.

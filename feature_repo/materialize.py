@@ -43,8 +43,10 @@ from typing import Any, cast
 import duckdb
 
 from feature_repo.atomic_io import write_text
+from feature_repo.bounds import WindowRefused
 from feature_repo.clock import Clock
 from feature_repo.feast_compat import provider
+from feature_repo.leftovers import sweep_scratch
 from feature_repo.redis_clients import wait_for_replicas
 from feature_repo.run_lock import OnlineStoreUnavailable, run_lock
 from feature_repo.settings import Settings
@@ -59,6 +61,10 @@ IN_FLIGHT_PREFIX = "materialize-writing."
 
 class RunSkipped(RuntimeError):
     """Another materialization holds the lock."""
+
+
+class NowBehindWatermark(WindowRefused):
+    """A run's "now" lies before what the online store already holds."""
 
 
 class NotApplied(RuntimeError):
@@ -257,23 +263,33 @@ class Materializer:
 
     # -- the run -------------------------------------------------------------
     def run(
-        self, now: datetime | None = None, wait_seconds: float = 0.0, ingest: bool = True
+        self,
+        now: datetime | None = None,
+        wait_seconds: float = 0.0,
+        ingest: bool = True,
+        behind_ok: bool = False,
     ) -> RunResult:
+        """One run up to ``now``. A ``now`` before the online store's watermark is refused
+        (:class:`NowBehindWatermark`), unless ``behind_ok``: a replay that already warned
+        that the store is ahead of it runs those ticks as no-ops."""
         now = (now or Clock(self.settings).now().instant).astimezone(UTC)
         check_online_store(self.settings)
         lock = run_lock(self.settings)
         if not lock.acquire(wait_seconds):
             raise RunSkipped(f"another materialization is running ({lock.holder()}); skipped")
         try:
-            return self._run_locked(now, ingest)
+            return self._run_locked(now, ingest, behind_ok)
         finally:
             lock.release()
 
-    def _run_locked(self, now: datetime, ingest: bool) -> RunResult:
+    def _run_locked(self, now: datetime, ingest: bool, behind_ok: bool = False) -> RunResult:
         started = time.perf_counter()
         self.online_views()  # before any work: fails with advice when apply never ran
         self._clear_scratch()
         self._forget_watermarks_if_store_was_reset()
+        # After the reset check: a store that came back empty has no watermark to be behind.
+        if not behind_ok:
+            self._refuse_now_behind_watermark(now)
         ingested = self._catch_up_features(now) if ingest else None
         end = min(now, self._features_ready_until())
         result = RunResult(now=now, end=end, ingested_through=ingested)
@@ -342,6 +358,24 @@ class Materializer:
             lock.release()
 
     # -- pieces ----------------------------------------------------------------
+    def online_watermark(self) -> tuple[str, datetime] | None:
+        """The view materialized furthest, and its watermark (None: nothing materialized)."""
+        marks = [(view.name, self.state.watermark(view.name)) for view in self.online_views()]
+        known = [(name, mark) for name, mark in marks if mark is not None]
+        return max(known, key=lambda pair: pair[1]) if known else None
+
+    def _refuse_now_behind_watermark(self, now: datetime) -> None:
+        """Materialization cannot be undone: a run "now" before the watermark would write
+        nothing and record a run that never happened at that time."""
+        ahead = self.online_watermark()
+        if ahead is not None and now < ahead[1]:
+            view, watermark = ahead
+            raise NowBehindWatermark(
+                f"now {now.isoformat()} is before the online store's watermark "
+                f"{watermark.isoformat()} ({view}); a run cannot move the store back "
+                "(`materialize --backfill START END` rewrites a past window)"
+            )
+
     def _catch_up_features(self, now: datetime) -> datetime | None:
         """Ingest every event knowable by ``now`` and extend the feature tables to it."""
         from feature_repo.pipeline import feature_builder, ingest, raw_layer
@@ -489,11 +523,12 @@ class Materializer:
         )
 
     def _clear_scratch(self) -> None:
-        """Remove what a killed run left in the scratch folder (only the Materializer's
-        own entries: other jobs, e.g. training-set builds, keep theirs there too)."""
+        """Remove what killed runs left in the scratch folder: this job's in-flight
+        markers, and other jobs' folders (training-set builds) whose owner is dead."""
         scratch = self.settings.state_dir / "scratch"
         if not scratch.exists():
             return
+        sweep_scratch(scratch)  # a live build's folder is locked by its owner: kept
         # We hold the lock, so no write of ours is live.
         leftovers = list(scratch.glob(f"{IN_FLIGHT_PREFIX}*"))
         unfinished = sorted(p.name.removeprefix(IN_FLIGHT_PREFIX) for p in leftovers)

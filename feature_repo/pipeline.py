@@ -11,8 +11,8 @@ from typing import Any
 
 from feature_repo.bounds import check_through
 from feature_repo.feature_build import FeatureBuilder, FeatureBuildSummary
-from feature_repo.leftovers import sweep_temp_files
-from feature_repo.raw_layer import IngestSummary, RawLayer
+from feature_repo.leftovers import sweep_scratch, sweep_temp_files
+from feature_repo.raw_layer import IngestSummary, RawLayer, through_instant
 from feature_repo.settings import Settings
 from feature_repo.store import dataset_module
 
@@ -70,18 +70,31 @@ def ingest(
     update the features."""
     started = time.perf_counter()
     check_through(through, None)  # the wall clock first: it needs no source read
+    # The folders it writes next: a file where one should be, or a read-only data dir,
+    # fails here, naming the path, rather than after seconds of reading the source.
+    for folder in (settings.raw_dir, settings.features_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     roots = (settings.raw_dir, settings.features_dir)
     if roots not in _swept:
-        # What a killed run left: once per process, since only a process that died leaves
-        # them, and a scheduler or replay ingesting every tick would walk every file each time.
+        # What killed runs left (temporary files, scratch folders no live run owns): once
+        # per process, since only a process that died leaves them, and a scheduler or a
+        # replay ingesting every tick would otherwise walk every file each time.
         sweep_temp_files(*roots)
+        sweep_scratch(settings.state_dir / "scratch")
         _swept.add(roots)
-    dataset = dataset_module(settings)
-    tables = dataset.load_raw_tables(source_dir)
-    check_through(through, _last_event(tables.events))
-    if scale > 1:
-        tables = dataset.replicate(tables, scale)
-    summary = raw_layer(settings).publish(tables.events, tables.static, through)
+    raw = raw_layer(settings)
+    previous = raw.published_through()
+    if previous is not None and previous == through_instant(through):
+        # Published through this very instant already: the layer is append-only, so no
+        # source row can be new (and reading the source takes seconds).
+        summary = IngestSummary(through=previous, previous=previous, rows={}, days_written=0)
+    else:
+        dataset = dataset_module(settings)
+        tables = dataset.load_raw_tables(source_dir)
+        check_through(through, _last_event(tables.events))
+        if scale > 1:
+            tables = dataset.replicate(tables, scale)
+        summary = raw.publish(tables.events, tables.static, through)
     log.info(
         "raw ingest",
         extra={

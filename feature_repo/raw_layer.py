@@ -183,6 +183,10 @@ class RawLayer:
             planned.append((target, frame.reset_index(drop=True)))
             rows[table] = len(frame)
 
+        if not planned and through == previous:
+            # Idle: already published through this instant. Nothing is rewritten, not
+            # even the watermark's record (its "published_at" would change).
+            return IngestSummary(through=through, previous=previous, rows=rows, days_written=0)
         for target, batch in planned:
             write_parquet(_to_arrow(batch), target)
         write_json(

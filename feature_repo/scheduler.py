@@ -59,11 +59,16 @@ def replay(
     clock = Clock(settings)
     materializer = Materializer(settings)
     materializer.online_views()  # fails with advice when apply never ran
-    MaterializationState(settings).record_schedule(f"replay every {tick}", None, os.getpid(), tick)
-    results = []
+    results: list[RunResult] = []
     for now in replay_instants(start, end, tick):
-        clock.set(now)
+        # The run first: a replay that starts behind the online store's watermark is
+        # refused by its first run, before the clock or the schedule record moves.
         result = materializer.run(now=now, wait_seconds=60)
+        clock.set(now)
+        if not results:
+            MaterializationState(settings).record_schedule(
+                f"replay every {tick}", None, os.getpid(), tick
+            )
         results.append(result)
         if on_run:
             on_run(result)

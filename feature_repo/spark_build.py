@@ -15,7 +15,6 @@ shared storage (NFS, or a mounted object store).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from datetime import datetime
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_repo.feature_build import FeatureBuilder, Lookback, _holds_days_from
+from feature_repo.partition_checksums import publish_partitions
 from feature_repo.raw_layer import KNOWABLE_AT, partition_day
 from feature_repo.settings import Settings
 from feature_repo.spark_sql import to_spark_sql
@@ -64,7 +64,9 @@ class SparkFeatureBuilder(FeatureBuilder):
         query = to_spark_sql(sql, {k: v for k, v in params.items() if f"${k}" in sql})
         target = self.features_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.spark.", dir=self.features_dir))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{name}.spark.", suffix=".tmp", dir=self.features_dir)
+        )
         try:
             staged = self.spark.sql(query)
             columns = staged.columns
@@ -74,14 +76,14 @@ class SparkFeatureBuilder(FeatureBuilder):
                 "overwrite"
             ).parquet(str(staging / "out"))
             count = 0
+            staged = {}
             for day_dir in sorted((staging / "out").glob("date=*")):
                 parts = sorted(day_dir.glob("part-*.parquet"))
                 if len(parts) != 1:
                     raise RuntimeError(f"{day_dir}: expected one file per day, got {len(parts)}")
                 count += _rows(parts[0])
-                final = target / day_dir.name / "part-0.parquet"
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(parts[0], final)  # same filesystem: atomic per file
+                staged[day_dir.name] = parts[0]
+            publish_partitions(target, staged)  # renamed into place, checksums recorded
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("feature table built", extra={"table": name, "rows": count, "engine": "spark"})

@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from feature_repo.partition_checksums import PartitionVerifier
 from monitoring.served_features import FLIGHT_ID, MODEL_TAG, SERVED_AT
 
 EVENT_TIMESTAMP = "event_timestamp"
@@ -164,9 +165,17 @@ def offline_values(
     entity = served[list(keys)].copy()
     entity[EVENT_TIMESTAMP] = pd.to_datetime(served[SERVED_AT], utc=True)
     entity[_ROW] = np.arange(len(entity))
+    service = store.get_feature_service(service_name)
+    # Feast reads the partitions itself: check the ones that can hold a match first.
+    PartitionVerifier().verify_service_reads(
+        store,
+        service,
+        entity[EVENT_TIMESTAMP].min().to_pydatetime(),
+        entity[EVENT_TIMESTAMP].max().to_pydatetime() + timedelta(microseconds=1),
+    )
     job = store.get_historical_features(
         entity_df=entity.reset_index(drop=True),
-        features=store.get_feature_service(service_name),
+        features=service,
         full_feature_names=True,
         filter_by_created_timestamp=True,
     )

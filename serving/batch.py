@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from feature_repo.atomic_io import write_parquet
+from feature_repo.partition_checksums import PartitionVerifier
 from feature_repo.settings import Settings
 from serving.champion import load_champion
 
@@ -77,6 +79,13 @@ def score_file(
         settings.prediction_lead
     )
     service = store.get_feature_service(champion.feature_service)
+    # Feast reads the partitions itself: check the ones that can hold a match first.
+    PartitionVerifier().verify_service_reads(
+        store,
+        service,
+        entity["event_timestamp"].min().to_pydatetime(),
+        entity["event_timestamp"].max().to_pydatetime() + timedelta(microseconds=1),
+    )
     features = (
         store.get_historical_features(
             entity_df=entity,

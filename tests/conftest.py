@@ -1,7 +1,8 @@
 """Shared fixtures: one real pipeline run on a short window, in a temporary data dir.
 
 The session builds January and February 2013 once (raw ingest, DuckDB feature
-tables, Feast registry, a point-in-time training set) and the tests read it.
+tables, Feast registry, and on first use a point-in-time training set) and the
+tests read it.
 Tests that must change data work on their own copies or restore what they touch.
 """
 
@@ -12,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,14 @@ TRAIN_START = date(2013, 1, 1)
 class BuiltPipeline:
     settings: object
     store: object
-    training_set: object
+
+    @cached_property
+    def training_set(self) -> object:
+        """January and February's training set, built on first use: several modules
+        (the fault tests, the online store's) never read it, and it takes 10-20 s."""
+        from training.dataset import build_training_set
+
+        return build_training_set(self.settings, TRAIN_START, PIPELINE_THROUGH, store=self.store)
 
 
 def tree_checksums(*roots: Path) -> dict[str, str]:
@@ -60,10 +69,8 @@ def settings(data_dir: Path):
 def pipeline(settings) -> BuiltPipeline:
     from feature_repo.pipeline import ingest
     from feature_repo.store import apply_definitions, open_store
-    from training.dataset import build_training_set
 
     ingest(settings, PIPELINE_THROUGH)
     store = open_store(settings)
     apply_definitions(store, settings)
-    training_set = build_training_set(settings, TRAIN_START, PIPELINE_THROUGH, store=store)
-    return BuiltPipeline(settings=settings, store=store, training_set=training_set)
+    return BuiltPipeline(settings=settings, store=store)

@@ -46,7 +46,6 @@ import hashlib
 import logging
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +66,8 @@ from feature_repo.feast_compat import (
     historical_features,
 )
 from feature_repo.feature_build import published
+from feature_repo.leftovers import scratch_folder, sweep_scratch
+from feature_repo.partition_checksums import PartitionVerifier, as_of_partitions, day_partitions
 from feature_repo.raw_layer import KNOWABLE_AT, RawLayer, end_of_day, partition_day
 from feature_repo.settings import PROJECT_ROOT, Settings
 from feature_repo.store import dataset_module, open_store
@@ -84,13 +85,14 @@ SORT_KEYS = [PREDICTION_TIME, ROW_ID]
 CHUNK_ROWS = 65_536
 FINGERPRINT_BLOCK_ROWS = 1 << 18
 ENTITY_SORT_MEMORY = "256MB"
-# Feature tables are partitioned by the UTC day of ``event_timestamp``
-# (feature_repo/feature_build.py); only such sources can be pruned by day.
-DAY_PARTITION = "date=*"
 
 
 class LeakageError(RuntimeError):
     """A feature value was built from data newer than its prediction time."""
+
+
+class UnreadablePartition(RuntimeError):
+    """The offline store could not read a feature partition (named by its real path)."""
 
 
 @dataclass
@@ -393,36 +395,47 @@ def _run_on_demand(table: pa.Table, plan: _Plan) -> pa.Table:
 class _PrunedSources:
     """Per chunk, each feature view with its source narrowed to the day partitions that
     can hold an as-of match, as links in a scratch folder (as ``feature_repo.materialize``
-    does for its windows). Views whose source is not day-partitioned are left alone."""
+    does for its windows). Views whose source is not day-partitioned are left alone.
 
-    def __init__(self, views: list[Any], scratch: Path) -> None:
+    Every partition a chunk can read is first checked against its table's checksums
+    (each file once per build), so a corrupt file is refused under its own path."""
+
+    def __init__(self, views: list[Any], scratch: Path, verifier: PartitionVerifier) -> None:
         self.views = views
         self.scratch = scratch
+        self.verifier = verifier
         self.partitions: dict[str, list[tuple[date, Path]]] = {
-            view.name: _day_partitions(view.batch_source) for view in views
+            view.name: day_partitions(view.batch_source) for view in views
         }
+        self.links: dict[str, Path] = {}  # this chunk's links, to the files they name
 
     def narrowed(self, first: datetime, last: datetime, folder: str) -> list[Any]:
         from feast import FileSource
 
         out = []
+        self.links = {}
         for view in self.views:
             partitions = self.partitions[view.name]
-            # Without a TTL (zero means "never expires") every earlier day can hold
-            # the match, and DuckDB already skips later days by itself.
-            if not partitions or not view.ttl:
+            if not partitions:
                 out.append(view)
                 continue
-            since = (first - view.ttl).date()
-            until = (last - timedelta(microseconds=1)).date()
-            files = [path for day, path in partitions if since <= day <= until]
+            files = as_of_partitions(partitions, view.ttl, first, last)
+            # Without a TTL (zero means "never expires") every earlier day can hold
+            # the match, and DuckDB already skips later days by itself.
+            if not view.ttl:
+                self.verifier.verify(files)
+                out.append(view)
+                continue
             # A source must match some file; a partition outside the range only
             # adds rows that the join's own time predicates then reject.
             files = files or [partitions[0][1]]
+            self.verifier.verify(files)
             links = self.scratch / folder / view.name
             links.mkdir(parents=True)
             for i, path in enumerate(files):
-                (links / f"{i:05d}.parquet").symlink_to(path)
+                link = links / f"{i:05d}.parquet"
+                link.symlink_to(path)
+                self.links[str(link)] = path
             source = view.batch_source
             pruned = copy.copy(view)
             pruned.batch_source = FileSource(
@@ -435,20 +448,11 @@ class _PrunedSources:
             out.append(pruned)
         return out
 
-
-def _day_partitions(source: Any) -> list[tuple[date, Path]]:
-    """``(day, file)`` for a FileSource path like ``<root>/date=*/part-0.parquet``."""
-    root, marker, rest = str(getattr(source, "path", "")).partition(f"/{DAY_PARTITION}/")
-    if not marker or "*" in root or "*" in rest:
-        return []
-    out = []
-    for path in Path(root).glob(f"{DAY_PARTITION}/{rest}"):
-        name = path.relative_to(root).parts[0]
-        try:
-            out.append((date.fromisoformat(name.removeprefix("date=")), path))
-        except ValueError:
-            continue
-    return sorted(out)
+    def real_paths(self, text: str) -> str:
+        """``text`` (a reader's error) with each link replaced by the file it names."""
+        for link, path in self.links.items():
+            text = text.replace(link, str(path))
+        return text
 
 
 # -- the leakage guard -------------------------------------------------------------
@@ -515,11 +519,12 @@ def _retrieve(
     refs: list[str],
     audit_columns: list[str],
     scratch: Path,
+    verifier: PartitionVerifier,
 ) -> list[Path]:
     """Features for every entity row, audited, without the audit columns: one sorted
     Parquet file per chunk in ``scratch``, in time order."""
     plan = _plan(store, refs)
-    sources = _PrunedSources(plan.views, scratch)
+    sources = _PrunedSources(plan.views, scratch, verifier)
     tally = _LeakageTally(audit_columns)
     parts: list[Path] = []
     for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS)):
@@ -561,6 +566,13 @@ def _fetch_chunk(
         table = _run_on_demand(engine_neutral_types(job.to_arrow(), types), plan)
         forget_retrieval_tables(job)
         return table
+    except Exception as err:
+        # DuckDB names the file it could not read: a link in the scratch folder, which
+        # says nothing to whoever must repair the partition behind it.
+        named = sources.real_paths(str(err))
+        if named == str(err):
+            raise
+        raise UnreadablePartition(f"cannot read a feature partition: {named}") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -660,6 +672,7 @@ def build_training_set(
     store: Any | None = None,
     out: Path | None = None,
     as_of: datetime | None = None,
+    verifier: PartitionVerifier | None = None,
 ) -> TrainingSet:
     """The training set for flights whose prediction time falls in ``start..end`` (UTC),
     as it would have been built when the raw watermark was ``as_of`` (default: now's
@@ -669,8 +682,12 @@ def build_training_set(
     With ``out``, the set is written there (Parquet, and its manifest beside it, both
     atomically) without ever being held in memory whole; without, it is returned in
     memory.
+
+    Every feature partition the build reads is checked against its checksum first
+    (``verifier``, by default a new :class:`PartitionVerifier`).
     """
     started = time.perf_counter()
+    verifier = verifier or PartitionVerifier()
     as_of = resolve_as_of(settings, end, as_of)
     dataset = dataset_module(settings)
     store = store or open_store(settings)
@@ -678,14 +695,13 @@ def build_training_set(
     audit_columns = [ref.replace(":", "__") for ref in audit_refs]
     label = dataset.LABEL_COLUMN
     scratch_root = settings.state_dir / "scratch"
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="training-set.", dir=scratch_root) as tmp:
-        scratch = Path(tmp)
+    sweep_scratch(scratch_root)  # what builds killed before us left
+    with scratch_folder(scratch_root, "training-set.") as scratch:
         entities = _EntityFile(settings, start, end, as_of, scratch / "entities.parquet")
         try:
             if entities.rows == 0:
                 raise RuntimeError(f"no labelled flights between {start} and {end}")
-            parts = _retrieve(store, entities, refs + audit_refs, audit_columns, scratch)
+            parts = _retrieve(store, entities, refs + audit_refs, audit_columns, scratch, verifier)
         finally:
             entities.close()
         staged = scratch / "training-set.parquet"
@@ -695,6 +711,14 @@ def build_training_set(
             out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(out) as tmp_out:
                 shutil.move(staged, tmp_out)
+    log.debug(
+        "feature partitions verified",
+        extra={
+            "files": len(verifier.verified),
+            "bytes": verifier.bytes,
+            "seconds": round(verifier.seconds, 3),
+        },
+    )
     feature_columns = [ref.replace(":", "__") for ref in refs]
     manifest = {
         "window": {"start": start.isoformat(), "end": end.isoformat(), "timezone": "UTC"},

@@ -10,18 +10,33 @@ import pyarrow as pa
 import pytest
 
 from feature_repo.atomic_io import write_parquet
+from feature_repo.partition_checksums import publish_partitions
 
 WINDOW = (date(2013, 2, 10), date(2013, 2, 11))
 
 
 def _tamper(path: Path) -> bytes:
-    """Stamp one row's ``source_ts`` a day past its event time; return the original bytes."""
+    """Stamp one row's ``source_ts`` a day past its event time, as a feature query that
+    read the future would have built it (checksum recorded); return the original bytes."""
     original = path.read_bytes()
     frame = pd.read_parquet(path)
     event_epoch = pd.to_datetime(frame["event_timestamp"], utc=True).iloc[0].timestamp()
     frame.loc[0, "source_ts"] = int(event_epoch) + 86400
-    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path)
+    staged = path.with_name("tampered.parquet.tmp")
+    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), staged)
+    _publish(path, staged)
     return original
+
+
+def _publish(path: Path, staged: Path) -> None:
+    """``staged`` into place at ``path``, the way a feature build does (checksums too)."""
+    publish_partitions(path.parent.parent, {path.parent.name: staged})
+
+
+def _restore(path: Path, original: bytes) -> None:
+    staged = path.with_name("restored.parquet.tmp")
+    staged.write_bytes(original)
+    _publish(path, staged)
 
 
 def test_correct_tables_pass_the_guard(pipeline) -> None:
@@ -43,4 +58,4 @@ def test_a_future_dated_row_makes_the_guard_fire(pipeline) -> None:
         with pytest.raises(LeakageError, match=r"weather_hourly: \d+ rows use data from after"):
             build_training_set(pipeline.settings, *WINDOW, store=pipeline.store)
     finally:
-        partition.write_bytes(original)
+        _restore(partition, original)

@@ -33,14 +33,18 @@ TINY_GRID = {
 }
 
 
-def _train(settings: Settings, store, seed: int, train_end) -> str:
+def _train(
+    settings: Settings, store, seed: int, train_end, train_start=None, valid_end=None
+) -> str:
+    """A candidate on the session's data: fit from ``train_start`` (January 1st) through
+    ``train_end``, validated through ``valid_end`` (the pipeline's last day)."""
     from tests.conftest import PIPELINE_THROUGH, TRAIN_START
     from training.train import TrainConfig, train_and_register
 
     config = TrainConfig(
-        train_start=TRAIN_START,
+        train_start=train_start or TRAIN_START,
         train_end=train_end,
-        valid_end=PIPELINE_THROUGH,
+        valid_end=valid_end or PIPELINE_THROUGH,
         seed=seed,
         param_grid=TINY_GRID,
         cv_splits=2,
