@@ -303,16 +303,7 @@ def _serve(
     for i in range(0, len(flights), 1000):  # the service's request cap
         chunk = flights[i : i + 1000]
         scored = predictor.score(chunk)
-        for model_scores in scored.scores:
-            served.log(
-                chunk,
-                scored.features,
-                model_scores.model.model_inputs,
-                model_scores.probabilities,
-                scored.served_at,
-                model_scores.model.tag,
-                role=model_scores.role,
-            )
+        served.log_scored(chunk, scored)
         arm_scores = {}
         for name, arm in arms.items():
             probabilities = model_probabilities(arm.model, scored.features, len(chunk))

@@ -267,6 +267,20 @@ class ServedDataLogger:
         elif self._writer is not None:
             self._writer.log(part)
 
+    def log_scored(self, flights: Sequence[Any], scored: Any) -> None:
+        """A request's rows for every model that scored it (``Predictor.score``'s result),
+        each under its tag and role."""
+        for model_scores in scored.scores:
+            self.log(
+                flights,
+                scored.features,
+                model_scores.model.model_inputs,
+                model_scores.probabilities,
+                scored.served_at,
+                model_scores.model.tag,
+                role=model_scores.role,
+            )
+
     def flush(self) -> None:
         """Write everything logged so far, the open interval included (a controller reads
         the logs right after)."""

@@ -164,17 +164,7 @@ class FlightDelayService:
         METRICS.serving(champion.tag, champion.scorer.fast)
         METRICS.observe(scored, len(flights))
         if self.served is not None:
-            # Every model's probability for every flight, each under its tag and role.
-            for model_scores in scored.scores:
-                self.served.log(
-                    flights,
-                    scored.features,
-                    model_scores.model.model_inputs,
-                    model_scores.probabilities,
-                    scored.served_at,
-                    model_scores.model.tag,
-                    role=model_scores.role,
-                )
+            self.served.log_scored(flights, scored)
             METRICS.dropped(self.served.dropped)
         challenger = scored.scores[1] if len(scored.scores) > 1 else None
         return json_response(
