@@ -70,6 +70,35 @@ def test_carrier_snapshot_equals_a_recount_from_raw(pipeline, raw_frames) -> Non
             assert np.isclose(row["mean_arr_delay"], window["arr_delay"].mean())
 
 
+@pytest.mark.parametrize(
+    ("table", "keys", "events"),
+    [
+        ("route_perf_28d", ["origin", "dest"], "arrivals"),
+        ("carrier_perf_7d", ["carrier"], "arrivals"),
+        ("origin_congestion_3h", ["origin"], "departures"),
+    ],
+)
+def test_no_snapshot_of_an_entity_is_stamped_before_it_was_first_seen(
+    pipeline, raw_frames, table: str, keys: list[str], events: str
+) -> None:
+    """A snapshot stamped at an instant holds only what was knowable then. An entity
+    first seen later in the snapshot's period (a new route, a new carrier) has no row
+    at that instant: a build after its first event would write one retroactively, that
+    point-in-time retrieval returns (0 arrivals) but that the online store, already
+    materialized past that instant, never gets (it serves nothing)."""
+    flights = raw_frames["departures"].merge(
+        raw_frames["arrivals"], on="flight_id", suffixes=("_departure", "")
+    )
+    knowable = "knowable_at" if events == "arrivals" else "knowable_at_departure"
+    first_seen = flights.groupby(keys)[knowable].min().rename("first_seen")
+    rows = _read_features(pipeline.settings, table).join(first_seen, on=keys)
+    assert rows["first_seen"].notna().all()  # no row for an entity never seen
+    early = rows[rows["event_timestamp"] < rows["first_seen"]]
+    assert early.empty, early.head().to_string()
+    # Not vacuous: some entities appear after others, when snapshots of those exist.
+    assert (first_seen > first_seen.min()).any()
+
+
 def test_incremental_ingest_adds_only_new_days(tmp_path) -> None:
     from feature_repo.pipeline import ingest
 

@@ -22,7 +22,7 @@ import pytest
 
 from feature_repo.raw_layer import RawLayer
 from feature_repo.settings import Settings
-from tests.integration.test_online_store import _online_vs_offline, _sample_entities
+from tests.integration.test_online_store import _online_vs_offline, _sample_entities, _served
 
 DAY = datetime(2013, 3, 1, tzinfo=UTC)
 NOON = DAY + timedelta(hours=12)
@@ -173,6 +173,54 @@ def test_online_equals_offline_at_intraday_instants(intraday) -> None:
     served = reader.read(rows, just_after.timestamp()).values
     assert served["aircraft_last_flight__arr_delay"][0] == landing["arr_delay"]
     assert served["aircraft_turnaround__hours_since_landed"][0] == pytest.approx(3.0)
+
+
+def _first_landed_on(day: datetime, before: datetime) -> pd.DataFrame:
+    """Entity rows of the flights of routes whose first landing ever is on ``day``,
+    before ``before`` (from the source), one per route."""
+    from feature_repo.flights.source import load_raw_tables
+
+    events = load_raw_tables().events
+    arrivals, departures = events["arrivals"][0], events["departures"][0]
+    landed = arrivals.merge(departures, on="flight_id")
+    first = landed.sort_values("arr_ts").groupby(["origin", "dest"]).head(1)
+    first = first[(first["arr_ts"] >= day) & (first["arr_ts"] < before)]
+    first = first[first["tailnum"].notna()]
+    columns = ["origin", "dest", "carrier", "tailnum", "distance", "sched_dep_utc_offset_min"]
+    return first[columns].astype({"sched_dep_utc_offset_min": "int64"}).reset_index(drop=True)
+
+
+@pytest.mark.integration
+def test_a_route_first_seen_today_is_served_as_training_sees_it(intraday) -> None:
+    """A route's first landing ever: what was served that evening equals what
+    point-in-time retrieval says about that evening once the next midnight's daily
+    snapshots are built (the skew check's view). The daily build then rewrites the
+    day; a row stamped at the day's midnight for the new route would be one the
+    online store never got (its watermark was past it), so training would see 0
+    arrivals where serving saw none."""
+    from feature_repo.materialize import Materializer
+    from feature_repo.store import open_store
+
+    settings = intraday
+    store = open_store(settings)
+    materializer = Materializer(settings, store=store)
+    day = DAY + timedelta(days=1)
+    evening = day + timedelta(hours=20)
+    new_routes = _first_landed_on(day, evening)
+    assert len(new_routes) >= 2  # in 2013: LGA-CHO at 03:06 and LGA-BGR at 18:01
+    sample = pd.concat([_sample_entities(settings).head(100), new_routes], ignore_index=True)
+
+    materializer.run(now=day)
+    materializer.run(now=evening)
+    served = _served(store, evening, sample)
+    materializer.run(now=day + timedelta(days=1, hours=1))  # the next daily snapshots
+    assert _online_vs_offline(store, settings, evening, sample, served=served) == []
+
+    # Not vacuous: the next midnight's snapshot counts each new route's landings.
+    after = day + timedelta(days=1, hours=1)
+    assert _online_vs_offline(store, settings, after, sample) == []
+    arrivals = _served(store, after, new_routes).values["route_perf_28d__arrivals"]
+    assert all(count is not None and count >= 1 for count in arrivals), arrivals
 
 
 @pytest.mark.integration

@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from feature_repo.online import OnlineFeatures
 from feature_repo.settings import Settings
 
 NOW = datetime(2013, 2, 20, tzinfo=UTC)
@@ -42,13 +43,10 @@ def _sample_entities(settings: Settings, seed: int = 7) -> pd.DataFrame:
     return sample
 
 
-def _online_vs_offline(store, settings: Settings, now: datetime, sample: pd.DataFrame) -> list[str]:
-    """Every served value (TTL applied) against point-in-time retrieval at ``now``."""
-    from feature_repo.online import OnlineFeatureReader
-    from training.dataset import feature_refs
-
+def _entity_rows(now: datetime, sample: pd.DataFrame) -> dict[str, list]:
+    """Request rows for ``sample``'s flights, scheduled 3 hours after ``now``."""
     sched = int(now.timestamp()) + 3 * 3600
-    rows = {
+    return {
         "origin": sample["origin"].tolist(),
         "dest": sample["dest"].tolist(),
         "carrier": sample["carrier"].tolist(),
@@ -57,9 +55,29 @@ def _online_vs_offline(store, settings: Settings, now: datetime, sample: pd.Data
         "sched_dep_utc_offset_min": sample["sched_dep_utc_offset_min"].tolist(),
         "distance": sample["distance"].tolist(),
     }
+
+
+def _served(store, now: datetime, sample: pd.DataFrame) -> OnlineFeatures:
+    """What the online store serves for ``sample`` at ``now`` (TTL applied)."""
+    from feature_repo.online import OnlineFeatureReader
+
     reader = OnlineFeatureReader(store, "flight_delay_v1")
-    online = reader.read(rows, now.timestamp())
-    entity_df = pd.DataFrame(rows)
+    return reader.read(_entity_rows(now, sample), now.timestamp())
+
+
+def _online_vs_offline(
+    store,
+    settings: Settings,
+    now: datetime,
+    sample: pd.DataFrame,
+    served: OnlineFeatures | None = None,
+) -> list[str]:
+    """Every value served at ``now`` (TTL applied) against point-in-time retrieval at
+    ``now``. ``served``: what was read at ``now`` earlier, before the store moved on."""
+    from training.dataset import feature_refs
+
+    online = served if served is not None else _served(store, now, sample)
+    entity_df = pd.DataFrame(_entity_rows(now, sample))
     entity_df["row"] = range(len(entity_df))
     entity_df["event_timestamp"] = pd.Timestamp(now)
     refs, _ = feature_refs(store, "flight_delay_v1")
@@ -75,13 +93,13 @@ def _online_vs_offline(store, settings: Settings, now: datetime, sample: pd.Data
         .reset_index(drop=True)
     )
     problems = []
-    for name in reader.feature_names:
+    for name, column in online.values.items():
         for i in range(len(sample)):
-            served, expected = online.values[name][i], offline[name].iloc[i]
-            if pd.isna(expected) and served is None:
+            value, expected = column[i], offline[name].iloc[i]
+            if pd.isna(expected) and value is None:
                 continue
-            if served is None or pd.isna(expected) or served != pytest.approx(expected, abs=0):
-                problems.append(f"row {i} {name}: online={served!r} offline={expected!r}")
+            if value is None or pd.isna(expected) or value != pytest.approx(expected, abs=0):
+                problems.append(f"row {i} {name}: online={value!r} offline={expected!r}")
     return problems
 
 

@@ -26,14 +26,14 @@ keys AS (
     ) GROUP BY ALL
 ),
 grid AS (
-    SELECT k.carrier, g.bucket
+    SELECT k.first_bucket, k.carrier, g.bucket
     FROM keys k,
          LATERAL (SELECT unnest(generate_series(k.first_bucket,
                                                 date_trunc('day', $window_end::TIMESTAMPTZ),
                                                 INTERVAL 1 DAY)) AS bucket) g
 ),
 windowed AS (
-    SELECT g.carrier, g.bucket AS event_timestamp,
+    SELECT g.first_bucket, g.carrier, g.bucket AS event_timestamp,
            sum(b.n)         OVER w AS n,
            sum(b.late)      OVER w AS late,
            sum(b.delay_sum) OVER w AS delay_sum,
@@ -42,6 +42,10 @@ windowed AS (
     WINDOW w AS (PARTITION BY g.carrier ORDER BY g.bucket
                  ROWS BETWEEN 7 PRECEDING AND 1 PRECEDING)
 )
+-- A key's rows start at the snapshot after its first bucket. At the first bucket's own
+-- instant the carrier was not yet seen: the row would be written only by a build after
+-- its first event, behind the online store's watermark, so the online store never
+-- gets it, and point-in-time retrieval would answer 0 arrivals where serving has none.
 SELECT
     carrier,
     event_timestamp,
@@ -52,3 +56,4 @@ SELECT
     epoch(newest)::BIGINT                     AS source_ts
 FROM windowed
 WHERE event_timestamp >= $window_start AND event_timestamp <= $window_end
+  AND event_timestamp > first_bucket

@@ -27,14 +27,14 @@ keys AS (
     ) GROUP BY ALL
 ),
 grid AS (
-    SELECT k.origin, g.bucket
+    SELECT k.first_bucket, k.origin, g.bucket
     FROM keys k,
          LATERAL (SELECT unnest(generate_series(k.first_bucket,
                                                 date_trunc('hour', $window_end::TIMESTAMPTZ),
                                                 INTERVAL 1 HOUR)) AS bucket) g
 ),
 windowed AS (
-    SELECT g.origin, g.bucket AS event_timestamp,
+    SELECT g.first_bucket, g.origin, g.bucket AS event_timestamp,
            sum(b.departed)  OVER w AS departed,
            sum(b.cancelled) OVER w AS cancelled,
            sum(b.delay_sum) OVER w AS delay_sum,
@@ -43,6 +43,10 @@ windowed AS (
     WINDOW w AS (PARTITION BY g.origin ORDER BY g.bucket
                  ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING)
 )
+-- A key's rows start at the snapshot after its first bucket. At the first bucket's own
+-- instant the origin was not yet seen: the row would be written only by a build after
+-- its first event, behind the online store's watermark, so the online store never
+-- gets it, and point-in-time retrieval would answer 0 departures where serving has none.
 SELECT
     origin,
     event_timestamp,
@@ -53,3 +57,4 @@ SELECT
     epoch(newest)::BIGINT                         AS source_ts
 FROM windowed
 WHERE event_timestamp >= $window_start AND event_timestamp <= $window_end
+  AND event_timestamp > first_bucket
