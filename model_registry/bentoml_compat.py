@@ -41,12 +41,35 @@ def new_model_store(path: Path) -> ModelStore:
     return ModelStore(path)
 
 
+# folder -> (the model.yaml's inode, mtime and size when parsed, the model read then).
+_read_cache: dict[str, tuple[tuple[int, int, int], Model]] = {}
+
+
 def read_model(folder: Path) -> Model:
     """The model stored in ``folder`` (``<store>/<name>/<version>``); raises whatever
-    BentoML raises for an unreadable ``model.yaml``."""
-    from bentoml._internal.models.model import Model
+    BentoML raises for an unreadable ``model.yaml``.
 
-    return Model.from_path(str(folder))
+    BentoML parses ``model.yaml`` with the pure-Python YAML loader: about 0.4 s a model,
+    and a loop reads every model's several times a day (the champion, each model's
+    threshold and reference). So a parse is kept while the file is the same one (the
+    same inode, mtime and size: a relabel swaps in a new file), and each caller gets
+    its own deep copy, which it may change freely.
+    """
+    import copy
+
+    from bentoml._internal.models.model import MODEL_YAML_FILENAME, Model
+
+    key = str(folder)
+    try:
+        stat = (Path(folder) / MODEL_YAML_FILENAME).stat()
+    except OSError:
+        _read_cache.pop(key, None)
+        return Model.from_path(key)  # raises as BentoML does for a missing file
+    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _read_cache.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _read_cache[key] = (stamp, Model.from_path(key))
+    return copy.deepcopy(cached[1])
 
 
 def create_model(store: ModelStore, name: str, **options: Any) -> AbstractContextManager[Model]:

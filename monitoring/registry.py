@@ -22,6 +22,7 @@ from model_registry import (
     pick_champion,
     resolve_data_path,
 )
+from model_registry.bentoml_compat import read_model
 from model_registry.integrity import scan_models
 
 
@@ -99,7 +100,12 @@ def model_info(settings: Settings, tag: str | None = None) -> ModelInfo:
     if ":" not in tag:
         tag = f"{MODEL_NAME}:{tag}"
     store = _store(settings)
+    name, _, version = tag.partition(":")
+    folder = settings.bentoml_home / "models" / name / version
     try:
+        # By its folder when it has one: the same model, and its parse is kept (read_model).
+        if version and "/" not in version and (folder / "model.yaml").is_file():
+            return _info(read_model(folder), settings)
         return _info(store.get(tag), settings)
     except Exception:  # NotFound, or a malformed tag
         raise RegistryLookupError(

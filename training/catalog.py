@@ -106,13 +106,21 @@ def build_and_store(
     end: date,
     store: Any | None = None,
     as_of: datetime | None = None,
+    reuse: tuple[Path, str] | None = None,
 ) -> tuple[TrainingSet, bool]:
     """Build the set and store it under its content name; returns it and whether that
-    content was stored already (then the stored file and manifest are kept as they are)."""
+    content was stored already (then the stored file and manifest are kept as they are).
+    ``reuse`` (a stored set's path and fingerprint) goes to ``build_training_set``."""
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".staging.", dir=settings.datasets_dir) as tmp:
         built = build_training_set(
-            settings, start, end, store=store, out=Path(tmp) / "set.parquet", as_of=as_of
+            settings,
+            start,
+            end,
+            store=store,
+            out=Path(tmp) / "set.parquet",
+            as_of=as_of,
+            reuse=reuse,
         )
         target = stored_path(settings, start, end, built.manifest["fingerprint"])
         existing = read_manifest(target)

@@ -284,19 +284,33 @@ class _EntityFile:
         ).fetchall()
         self.days: list[tuple[datetime, int]] = [(day, int(n)) for day, n in days]
         self.rows = sum(n for _, n in self.days)
+        self.columns: list[str] = [
+            row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()
+        ]
 
-    def chunks(self, max_rows: int) -> Iterator[tuple[datetime, datetime]]:
-        """Whole UTC days of prediction time, ``[first, last)``, about ``max_rows`` rows each."""
+    def chunks(
+        self, max_rows: int, since: datetime | None = None
+    ) -> Iterator[tuple[datetime, datetime]]:
+        """Whole UTC days of prediction time, ``[first, last)``, about ``max_rows`` rows each;
+        with ``since``, only the days from it on (the earlier ones are reused)."""
+        days = [(day, n) for day, n in self.days if since is None or day >= since]
         first: datetime | None = None
         rows = 0
-        for day, n in self.days:
+        for day, n in days:
             if first is not None and rows + n > max_rows:
                 yield first, day
                 first, rows = None, 0
             first = first or day
             rows += n
         if first is not None:
-            yield first, self.days[-1][0] + timedelta(days=1)
+            yield first, days[-1][0] + timedelta(days=1)
+
+    def arrow(self, before: datetime) -> pa.Table:
+        """The entity rows predicted before ``before``, sorted as a training set is."""
+        query = f"SELECT * FROM {self.source} WHERE {PREDICTION_TIME} < $before"
+        reader = self.con.execute(query, {"before": before}).to_arrow_reader()
+        assert reader is not None  # a SELECT always has a result
+        return sorted_rows(reader.read_all())
 
     def read(self, first: datetime, last: datetime) -> pd.DataFrame:
         frame = self.con.execute(
@@ -312,6 +326,92 @@ class _EntityFile:
 
 def _sql_quote(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+# -- reusing the rows of a stored set ---------------------------------------------
+@dataclass(frozen=True)
+class Reused:
+    """Rows taken from a stored set instead of Feast: all its rows predicted before ``until``."""
+
+    source: Path
+    rows: int
+    until: datetime
+    part: Path
+
+
+def verified_rows(path: Path, expected_fingerprint: str) -> pa.Table | None:
+    """The rows of the set at ``path``, if they still hash to ``expected_fingerprint``."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        log.warning("stored training set unreadable", extra={"path": str(path), "error": str(err)})
+        return None
+    if fingerprint(table.to_pandas()) != expected_fingerprint:
+        log.warning("stored training set does not match its fingerprint", extra={"path": str(path)})
+        return None
+    return table
+
+
+def _day_bounds(times: pa.ChunkedArray) -> dict[datetime, tuple[int, int]]:
+    """Per UTC day of ``times`` (sorted), the ``[first, last)`` row offsets of its rows."""
+    days = pc.floor_temporal(times, unit="day").to_pylist()
+    bounds: dict[datetime, tuple[int, int]] = {}
+    for i, day in enumerate(days):
+        first, _ = bounds.get(day, (i, i))
+        bounds[day] = (first, i + 1)
+    return bounds
+
+
+def _reuse_stored_rows(
+    entities: _EntityFile, stored: pa.Table, source: Path, scratch: Path
+) -> Reused | None:
+    """The stored set's leading days whose entity rows (flights, prediction times, labels,
+    request inputs) are exactly this build's, written as a part in ``scratch``.
+
+    A row's features depend only on its entity row and on feature values as of its
+    prediction time, which are final once that time has passed (the raw layer is
+    append-only by the instant data became knowable, and the leakage guard holds every
+    value to data older than the prediction). So a day whose entity rows are unchanged
+    has the very rows a fresh retrieval would return; the first day that differs (a
+    label that arrived since, the window's last, partial day) and every later day are
+    retrieved afresh. Equality is checked, not assumed, day by day.
+    """
+    if stored.num_rows == 0:
+        return None
+    columns = [c for c in entities.columns if c in stored.column_names]
+    if len(columns) != len(entities.columns):
+        return None
+    stored_times = stored.column(PREDICTION_TIME)
+    end = pc.max(stored_times).as_py() + timedelta(microseconds=1)
+    fresh = entities.arrow(end)
+    fresh_days = _day_bounds(fresh.column(PREDICTION_TIME))
+    stored_days = _day_bounds(stored_times)
+    try:
+        old = stored.select(columns).cast(fresh.schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    old_frame, new_frame = old.to_pandas(), fresh.to_pandas()
+    until: datetime | None = None
+    for day in sorted(set(fresh_days) | set(stored_days)):
+        a, b = stored_days.get(day, (0, 0))
+        c, d = fresh_days.get(day, (0, 0))
+        same = b - a == d - c and (
+            old_frame.iloc[a:b]
+            .reset_index(drop=True)
+            .equals(new_frame.iloc[c:d].reset_index(drop=True))
+        )
+        if not same:
+            until = day
+            break
+    if until is None:  # every stored day matches; its last day may still be partial
+        until = max(stored_days)
+    keep = pc.less(stored_times, pa.scalar(until, stored_times.type))
+    rows = stored.filter(keep)
+    if rows.num_rows == 0:
+        return None
+    part = scratch / "part-reused.parquet"
+    pq.write_table(rows, part, compression="zstd")
+    return Reused(source, rows.num_rows, until, part)
 
 
 # -- what to ask Feast for ---------------------------------------------------------
@@ -520,14 +620,15 @@ def _retrieve(
     audit_columns: list[str],
     scratch: Path,
     verifier: PartitionVerifier,
+    since: datetime | None = None,
 ) -> list[Path]:
-    """Features for every entity row, audited, without the audit columns: one sorted
-    Parquet file per chunk in ``scratch``, in time order."""
+    """Features for every entity row (predicted from ``since`` on), audited, without the
+    audit columns: one sorted Parquet file per chunk in ``scratch``, in time order."""
     plan = _plan(store, refs)
     sources = _PrunedSources(plan.views, scratch, verifier)
     tally = _LeakageTally(audit_columns)
     parts: list[Path] = []
-    for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS)):
+    for i, (first, last) in enumerate(entities.chunks(CHUNK_ROWS, since)):
         chunk = entities.read(first, last)
         table = _fetch_chunk(store, sources, plan, chunk, (first, last), scratch / f"chunk-{i:05d}")
         if table.num_rows != len(chunk):
@@ -673,6 +774,7 @@ def build_training_set(
     out: Path | None = None,
     as_of: datetime | None = None,
     verifier: PartitionVerifier | None = None,
+    reuse: tuple[Path, str] | None = None,
 ) -> TrainingSet:
     """The training set for flights whose prediction time falls in ``start..end`` (UTC),
     as it would have been built when the raw watermark was ``as_of`` (default: now's
@@ -685,6 +787,11 @@ def build_training_set(
 
     Every feature partition the build reads is checked against its checksum first
     (``verifier``, by default a new :class:`PartitionVerifier`).
+
+    ``reuse`` names a stored set of the same start (its path and fingerprint): if its
+    file still hashes to the fingerprint, its leading days whose entity rows are
+    unchanged are taken from it rather than from Feast (:func:`_reuse_stored_rows`).
+    The set, and so its fingerprint, is the one a build from scratch gives.
     """
     started = time.perf_counter()
     verifier = verifier or PartitionVerifier()
@@ -698,10 +805,24 @@ def build_training_set(
     sweep_scratch(scratch_root)  # what builds killed before us left
     with scratch_folder(scratch_root, "training-set.") as scratch:
         entities = _EntityFile(settings, start, end, as_of, scratch / "entities.parquet")
+        reused: Reused | None = None
         try:
             if entities.rows == 0:
                 raise RuntimeError(f"no labelled flights between {start} and {end}")
-            parts = _retrieve(store, entities, refs + audit_refs, audit_columns, scratch, verifier)
+            if reuse is not None and (stored := verified_rows(*reuse)) is not None:
+                reused = _reuse_stored_rows(entities, stored, reuse[0], scratch)
+                del stored
+            parts = _retrieve(
+                store,
+                entities,
+                refs + audit_refs,
+                audit_columns,
+                scratch,
+                verifier,
+                since=reused.until if reused else None,
+            )
+            if reused is not None:
+                parts.insert(0, reused.part)
         finally:
             entities.close()
         staged = scratch / "training-set.parquet"
@@ -735,6 +856,12 @@ def build_training_set(
         "git_commit": git_commit(),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if reused is not None:
+        manifest["reused"] = {
+            "from": reused.source.name,
+            "rows": reused.rows,
+            "predicted_before": reused.until.isoformat(),
+        }
     if out:
         manifest["path"] = str(out)
         write_json(manifest, manifest_path(out))

@@ -44,6 +44,7 @@ from training.registry import (
     import_bentoml,
     save_model,
 )
+from training.sklearn_compat import fast_weighted_binning
 from training.trainset import TIME_COLUMN, Split, load_or_build, time_split
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,8 @@ def kept_features(features: list[str], drop: tuple[str, ...]) -> list[str]:
 def fit_and_evaluate(
     training_set: TrainingSet, config: TrainConfig, progress: ProgressFn = _no_progress
 ) -> TrainedModel:
-    with threadpool_limits(limits=config.threads, user_api="openmp"):
+    # The same bin edges, found in a tenth of the time with sample weights (sklearn_compat).
+    with threadpool_limits(limits=config.threads, user_api="openmp"), fast_weighted_binning():
         return _fit_and_evaluate(training_set, config, progress)
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from feature_repo.settings import Settings
 from feature_repo.store import dataset_module, open_store
-from training.catalog import build_and_store, stored_sets, verified
+from training.catalog import StoredSet, build_and_store, stored_sets, verified
 from training.dataset import TrainingSet, feature_refs, resolve_as_of
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,31 @@ def find_stored(settings: Settings, expected: dict[str, Any]) -> TrainingSet | N
     return None
 
 
+def find_base(settings: Settings, expected: dict[str, Any]) -> tuple[Path, str] | None:
+    """The stored set a build for ``expected`` can take its leading days from: the same
+    start, feature service, features and lead, ending no later and as of no later (the
+    newest such). Its rows are checked before any is used (``build_training_set``)."""
+    window = expected["window"]
+    same = ("feature_service", "features", "prediction_lead_minutes")
+    best: tuple[tuple[str, str], StoredSet] | None = None
+    for stored in stored_sets(settings):
+        manifest = stored.manifest
+        theirs = manifest.get("window") or {}
+        if (
+            any(manifest.get(key) != expected[key] for key in same)
+            or theirs.get("start") != window["start"]
+            or str(theirs.get("end", "9999")) > window["end"]
+            or not manifest.get("as_of")
+            or datetime.fromisoformat(manifest["as_of"]) > datetime.fromisoformat(expected["as_of"])
+            or not stored.fingerprint
+        ):
+            continue
+        key = (str(theirs["end"]), str(manifest["as_of"]))
+        if best is None or key > best[0]:
+            best = (key, stored)
+    return None if best is None else (best[1].path, best[1].fingerprint)
+
+
 def load_or_build(
     settings: Settings,
     start: date,
@@ -81,12 +107,20 @@ def load_or_build(
     """The training set for ``start..end`` as of ``as_of`` (default: the raw watermark),
     and whether a stored one was reused."""
     store = store or open_store(settings)
+    base = None
     if not rebuild:
-        found = find_stored(settings, expected_manifest(settings, start, end, store, as_of))
+        expected = expected_manifest(settings, start, end, store, as_of)
+        found = find_stored(settings, expected)
         if found is not None:
             log.info("training set reused", extra={"path": str(found.path)})
             return found, True
-    built, already_stored = build_and_store(settings, start, end, store=store, as_of=as_of)
+        # A loop retrains on a window that grew by a few days: the days a stored set
+        # already holds, unchanged, are taken from it. ``rebuild`` (after feature tables
+        # were rebuilt) retrieves every row again.
+        base = find_base(settings, expected)
+    built, already_stored = build_and_store(
+        settings, start, end, store=store, as_of=as_of, reuse=base
+    )
     log.info(
         "training set built",
         extra={"path": str(built.path), "rows": built.manifest["rows"], "stored": already_stored},

@@ -72,3 +72,74 @@ def test_any_chunk_size_gives_the_same_set(pipeline, tmp_path, monkeypatch) -> N
     pd.testing.assert_frame_equal(chunked.frame, whole.frame)
     assert chunked.manifest["fingerprint"] == whole.manifest["fingerprint"]
     assert chunked.manifest["null_counts"] == whole.manifest["null_counts"]
+
+
+def test_a_set_that_reuses_a_stored_one_is_the_set_built_from_scratch(pipeline, tmp_path) -> None:
+    """A later, longer build takes the stored set's leading days whose entity rows are
+    unchanged and retrieves only the rest: the same rows, dtypes and fingerprint as a
+    build from scratch. A stored set whose file no longer matches its fingerprint is not
+    used (the build retrieves everything)."""
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from training.dataset import build_training_set
+
+    start = date(2013, 2, 1)
+    earlier = build_training_set(
+        pipeline.settings, start, date(2013, 2, 7), store=pipeline.store,
+        out=tmp_path / "earlier.parquet", as_of=datetime(2013, 2, 8, tzinfo=UTC),
+    )  # fmt: skip
+    later = (start, date(2013, 2, 12))
+    as_of = datetime(2013, 2, 13, tzinfo=UTC)
+    scratch = build_training_set(pipeline.settings, *later, store=pipeline.store, as_of=as_of)
+    reused = build_training_set(
+        pipeline.settings, *later, store=pipeline.store, as_of=as_of,
+        out=tmp_path / "reused.parquet",
+        reuse=(tmp_path / "earlier.parquet", earlier.manifest["fingerprint"]),
+    )  # fmt: skip
+    taken = reused.manifest["reused"]
+    assert taken["from"] == "earlier.parquet"
+    # Every day but the earlier set's last prediction day (its flights departing after
+    # midnight are not in it) comes from the stored file.
+    assert 0.7 * earlier.manifest["rows"] < taken["rows"] < earlier.manifest["rows"]
+    assert reused.manifest["fingerprint"] == scratch.manifest["fingerprint"]
+    assert reused.manifest["null_counts"] == scratch.manifest["null_counts"]
+    pd.testing.assert_frame_equal(reused.frame, scratch.frame)
+
+    # One changed value in the stored file: its fingerprint no longer matches.
+    table = pq.read_table(tmp_path / "earlier.parquet").to_pandas()
+    table.loc[table.index[5], "weather_hourly__temp_f"] += 1.0
+    table.to_parquet(tmp_path / "corrupt.parquet", index=False)
+    rebuilt = build_training_set(
+        pipeline.settings, *later, store=pipeline.store, as_of=as_of,
+        reuse=(tmp_path / "corrupt.parquet", earlier.manifest["fingerprint"]),
+    )  # fmt: skip
+    assert "reused" not in rebuilt.manifest
+    assert rebuilt.manifest["fingerprint"] == scratch.manifest["fingerprint"]
+
+
+def test_a_stored_set_with_other_labels_is_reused_only_before_them(pipeline, tmp_path) -> None:
+    """The stored set was built when fewer labels were knowable (as of the evening of its
+    last day): the days whose labels arrived since are retrieved again, and the result is
+    still the set built from scratch."""
+    from datetime import UTC, datetime
+
+    from training.dataset import build_training_set
+
+    start, end = date(2013, 2, 1), date(2013, 2, 9)
+    early = build_training_set(
+        pipeline.settings, start, end, store=pipeline.store, out=tmp_path / "early.parquet",
+        as_of=datetime(2013, 2, 10, tzinfo=UTC),
+    )  # fmt: skip
+    as_of = datetime(2013, 2, 11, 12, tzinfo=UTC)
+    scratch = build_training_set(pipeline.settings, start, end, store=pipeline.store, as_of=as_of)
+    reused = build_training_set(
+        pipeline.settings, start, end, store=pipeline.store, as_of=as_of,
+        reuse=(tmp_path / "early.parquet", early.manifest["fingerprint"]),
+    )  # fmt: skip
+    assert reused.manifest["fingerprint"] == scratch.manifest["fingerprint"]
+    pd.testing.assert_frame_equal(reused.frame, scratch.frame)
+    # Flights of the evening of the 9th landed after midnight: labelled only later.
+    assert scratch.manifest["rows"] > early.manifest["rows"]
+    assert 0 < reused.manifest["reused"]["rows"] < early.manifest["rows"]
