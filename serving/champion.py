@@ -28,7 +28,7 @@ import numpy as np
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME, open_model_store, pick_champion
 from model_registry.integrity import model_problems, one_line, scan_models
-from serving.sklearn_compat import UnexpectedInternals, boosted_trees, inner_preprocessor
+from model_registry.sklearn_compat import UnexpectedInternals, boosted_trees, inner_preprocessor
 
 REQUIRED_METADATA = ("feature_service", "model_inputs", "categorical_inputs", "threshold")
 

@@ -39,7 +39,7 @@ class ServiceMetrics:
             documentation="Served rows the monitoring queues dropped (queue full)",
         )
         # Which model each live worker serves, and whether it scores on the fast path
-        # (1) or fell back to predict_proba (0): see serving/sklearn_compat.py.
+        # (1) or fell back to predict_proba (0): see model_registry/sklearn_compat.py.
         self.model_info = bentoml.metrics.Gauge(
             name="feastline_model_info",
             documentation="The champion a worker serves (1), by tag",

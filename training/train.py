@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from feature_repo.settings import Settings
 from model_registry import MODEL_NAME, relative_to_data
+from model_registry.sklearn_compat import fast_weighted_binning
 from training.dataset import TrainingSet, fingerprint, git_commit
 from training.environment import environment
 from training.evaluate import best_f1_threshold, evaluate, summarise_slices
@@ -44,7 +45,6 @@ from training.registry import (
     import_bentoml,
     save_model,
 )
-from training.sklearn_compat import fast_weighted_binning
 from training.trainset import TIME_COLUMN, Split, load_or_build, time_split
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,14 @@
-"""The scikit-learn internal training patches for speed, read here and nowhere else.
+"""The scikit-learn internals feastline relies on, read here and nowhere else.
 
-``HistGradientBoostingClassifier`` bins each feature before boosting. With
+Serving: the fast scorer (``serving/champion.py``) walks a fitted
+``HistGradientBoostingClassifier``'s trees itself. scikit-learn keeps what that
+needs private: the per-iteration tree predictors, the bin mapper's category
+bitsets, the baseline and the loss, and the preprocessor it fits for categorical
+columns given by name. ``tests/code/test_sklearn_compat.py`` fails, naming the
+attribute, when an upgrade moves any of them; at run time the scorer falls back
+to ``predict_proba`` (and says so in ``/model`` and ``feastline_fast_scoring``).
+
+Training: ``HistGradientBoostingClassifier`` bins each feature before boosting. With
 sample weights (the loop's recency weights) scikit-learn 1.9 finds each
 feature's 255 bin edges by calling ``_weighted_percentile`` once per edge,
 and every call sorts the column again: on a loop's retrain that binning was
@@ -9,11 +17,12 @@ takes the whole vector of percentile ranks in one call and computes each rank
 with the same arithmetic on one sort, so the edges, and so the fitted model,
 are bit for bit the same. :func:`fast_weighted_binning` swaps in
 :func:`_find_binning_thresholds` below, the upstream function with that one
-call changed, for the duration of a fit.
+call changed, for the duration of a fit. ``tests/code/test_sklearn_compat.py``
+fails when an upgrade changes the upstream function (it keeps a digest of its
+source) or when the two give different edges.
 
-``tests/code/test_training_sklearn_compat.py`` fails when an upgrade changes
-the upstream function (it keeps a digest of its source) or when the two give
-different edges.
+In ``model_registry`` because both training and serving read it, and the registry
+is where the two pipelines meet.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import hashlib
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +40,66 @@ from sklearn.ensemble._hist_gradient_boosting import binning
 from sklearn.ensemble._hist_gradient_boosting.common import ALMOST_INF, X_DTYPE
 from sklearn.utils.stats import _weighted_percentile
 
+# The fields of TreePredictor.nodes (sklearn/ensemble/_hist_gradient_boosting/common.pyx,
+# PREDICTOR_RECORD_DTYPE) that the fast scorer reads.
+NODE_FIELDS = (
+    "value",
+    "feature_idx",
+    "num_threshold",
+    "missing_go_to_left",
+    "left",
+    "right",
+    "is_leaf",
+    "is_categorical",
+    "bitset_idx",
+)
+
+
+class UnexpectedInternals(Exception):
+    """The fitted classifier does not look the way this adapter was written for."""
+
+
+@dataclass(frozen=True)
+class BoostedTrees:
+    """What a binary HistGradientBoostingClassifier scores with.
+
+    ``trees``: one TreePredictor per iteration, each with ``nodes`` (a structured
+    array with :data:`NODE_FIELDS`), ``raw_left_cat_bitsets`` and
+    ``predict(X, known_bitsets, feature_slot, n_threads)``; ``loss.predict_proba``
+    maps the summed raw score to probabilities.
+    """
+
+    trees: list[Any]
+    known_bitsets: np.ndarray
+    feature_slot: np.ndarray
+    baseline: float
+    loss: Any
+
+
+def boosted_trees(classifier: Any) -> BoostedTrees:
+    """The private state of a fitted binary HistGradientBoostingClassifier."""
+    try:
+        trees = [per_iteration[0] for per_iteration in classifier._predictors]
+        known_bitsets, feature_slot = classifier._bin_mapper.make_known_categories_bitsets()
+        baseline = float(np.ravel(classifier._baseline_prediction)[0])
+        loss = classifier._loss
+        missing = [f for f in NODE_FIELDS if trees and f not in (trees[0].nodes.dtype.names or ())]
+    except AttributeError as err:
+        raise UnexpectedInternals(
+            f"HistGradientBoostingClassifier internals changed: {err}"
+        ) from None
+    if missing:
+        raise UnexpectedInternals(f"TreePredictor.nodes lacks fields {missing}")
+    return BoostedTrees(trees, known_bitsets, feature_slot, baseline, loss)
+
+
+def inner_preprocessor(classifier: Any) -> Any | None:
+    """The ColumnTransformer a HistGradientBoostingClassifier fits for categorical columns
+    given by name (``categorical_features="from_dtype"`` or names), else None."""
+    return getattr(classifier, "_preprocessor", None)
+
+
+# -- training: weighted binning ------------------------------------------------------
 # sha256 of ``inspect.getsource(binning._find_binning_thresholds)`` in the scikit-learn
 # this copy was made from (1.9.1). Another digest: compare the two and update the copy.
 UPSTREAM_SOURCE_SHA256 = "ab2729a3fe8c8742e42cc69268f51f6289202fe845f486d4e8d0e0a606c3fa51"
