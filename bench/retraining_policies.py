@@ -90,6 +90,12 @@ class Policy:
     half_life_days: float | None = None
     drop: tuple[str, ...] = ()
     search: bool = False
+    # Hyperparameters that replace the champion's (a bigger model for a bigger window).
+    params: tuple[tuple[str, Any], ...] = ()
+    # Days between a retrain and the day its model starts to serve: the loop's shadow.
+    delay_days: int = 0
+    # Days before a retrain left out of its fit: the loop's validation days.
+    holdout_days: int = 0
     note: str = ""
 
     def instants(self) -> list[pd.Timestamp]:
@@ -117,6 +123,59 @@ POLICIES = [
         note="every 14 d, half-life 90 d, no sched_month",
     ),
     Policy("search", search=True, note="naive + full grid search at each retrain"),
+    Policy(
+        "weekly_hl90_no_month",
+        every_days=7,
+        half_life_days=90,
+        drop=("sched_month",),
+        note="every 7 d, half-life 90 d, no sched_month",
+    ),
+    Policy(
+        "weekly_hl60_no_month",
+        every_days=7,
+        half_life_days=60,
+        drop=("sched_month",),
+        note="every 7 d, half-life 60 d, no sched_month",
+    ),
+    Policy(
+        "biweekly_hl90_no_month_shadow3",
+        every_days=14,
+        half_life_days=90,
+        drop=("sched_month",),
+        delay_days=3,
+        note="every 14 d, half-life 90 d, no sched_month, serving 3 d later",
+    ),
+    Policy(
+        "biweekly_hl90_no_month_shadow3_holdout3",
+        every_days=14,
+        half_life_days=90,
+        drop=("sched_month",),
+        delay_days=3,
+        holdout_days=3,
+        note="... and the last 3 days held out of the fit",
+    ),
+    Policy(
+        "biweekly_hl90_no_month_shadow1_holdout1",
+        every_days=14,
+        half_life_days=90,
+        drop=("sched_month",),
+        delay_days=1,
+        holdout_days=1,
+        note="every 14 d, hl 90 d, no sched_month, 1 d held out, serving 1 d later",
+    ),
+    Policy(
+        "naive_big",
+        params=(("max_iter", 500), ("learning_rate", 0.05), ("max_leaf_nodes", 31)),
+        note="naive with 500 x 31-leaf trees",
+    ),
+    Policy(
+        "biweekly_hl90_no_month_big",
+        every_days=14,
+        half_life_days=90,
+        drop=("sched_month",),
+        params=(("max_iter", 500), ("learning_rate", 0.05), ("max_leaf_nodes", 31)),
+        note="every 14 d, half-life 90 d, no sched_month, 500 x 31-leaf trees",
+    ),
 ]
 
 
@@ -170,7 +229,8 @@ def retrain(
     label: str,
     params: dict[str, Any],
 ) -> tuple[Any, ModelInputs, float]:
-    rows = frame[frame["flight_id"].isin(ids) & (frame[TIME_COLUMN] < instant)]
+    fit_end = instant.normalize() - pd.Timedelta(days=policy.holdout_days)
+    rows = frame[frame["flight_id"].isin(ids) & (frame[TIME_COLUMN] < fit_end)]
     if policy.window_days is not None:
         rows = rows[rows[TIME_COLUMN] >= instant - pd.Timedelta(days=policy.window_days)]
     rows = rows.reset_index(drop=True)
@@ -199,12 +259,20 @@ def score_policy(
     params: dict[str, Any],
 ) -> Scored:
     instants = policy.instants()
+    delay = pd.Timedelta(days=policy.delay_days)
+    params = {**params, **dict(policy.params)}
     served_from = evaluation[PREDICTION_TIME]
     proba = np.full(len(evaluation), np.nan)
     scored = Scored(policy.name, proba, 0)
     for i, instant in enumerate(instants):
-        until = instants[i + 1] if i + 1 < len(instants) else pd.Timestamp.max.tz_localize("UTC")
-        serves = ((served_from >= instant) & (served_from < until)).to_numpy()
+        until = (
+            instants[i + 1] + delay
+            if i + 1 < len(instants)
+            else pd.Timestamp.max.tz_localize("UTC")
+        )
+        # The first model serves from June on; a later one from its retrain plus the delay.
+        begins = instant + delay if i else instant
+        serves = ((served_from >= begins) & (served_from < until)).to_numpy()
         if not serves.any():
             continue
         pipeline, inputs, seconds = retrain(
@@ -330,7 +398,16 @@ def main() -> int:
         console.print(f"champion hyperparameters (reused unless a policy searches): {params}")
         for name in chosen:
             policy = known[name]
-            key = {"policy": name, **asdict(policy), "params": params, **base_key}
+            # Fields at their defaults stay out of the key: adding a field keeps old caches.
+            added = ("params", "delay_days", "holdout_days")
+            fields = {k: v for k, v in asdict(policy).items() if k not in added}
+            key = {"policy": name, **fields, "params": params, **base_key}
+            if policy.params:
+                key["params"] = {**params, **dict(policy.params)}
+            if policy.delay_days:
+                key["delay_days"] = policy.delay_days
+            if policy.holdout_days:
+                key["holdout_days"] = policy.holdout_days
             if policy.drop:
                 key["inputs"] = kept_features(features, policy.drop)
             scored = cached(cache_path(args.data_dir, key), len(evaluation))
