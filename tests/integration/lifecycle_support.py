@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from feature_repo.settings import Settings
 from lifecycle.policy import Policy
 
 START = date(2013, 3, 1)
+# The CLI's default tick: half the feature steps of an hourly one, for the same decisions.
+STEP = timedelta(hours=2)
 CHAMPION_FIT_END = date(2013, 2, 14)
 # Small-data settings: a one-day shadow judged on a few hundred flights, a 30-day reference.
 TEST_POLICY: dict[str, Any] = {

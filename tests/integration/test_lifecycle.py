@@ -17,6 +17,7 @@ from feature_repo.settings import Settings
 from lifecycle.policy import load_policy
 from tests.integration.lifecycle_support import (
     START,
+    STEP,
     audit,
     champions,
     copy_of,
@@ -63,7 +64,12 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     test_policy = policy()
     naive = load_policy(Path("conf/lifecycle/naive-monthly.yaml"))
     run = simulate(
-        settings, test_policy, START, START + timedelta(days=2), baselines={"naive": naive}
+        settings,
+        test_policy,
+        START,
+        START + timedelta(days=2),
+        baselines={"naive": naive},
+        step=STEP,
     )
 
     # Retrained on March 1 (the champion was 15 days old), shadowed, promoted on live evidence.
@@ -128,6 +134,7 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
         START + timedelta(days=3),
         START + timedelta(days=5),
         baselines={"naive": naive},
+        step=STEP,
     )
     rollback = [d for d in rest.decisions if d["action"] == "rollback"]
     assert rollback, rest.decisions
@@ -153,7 +160,12 @@ def test_a_sabotaged_challenger_never_serves_beyond_its_canary_share(loop_dir: S
         rollout={"canary_percent": 20, "canary_days": 1}, triggers={"cooldown_days": 0}
     )
     run = simulate(
-        settings, canary_policy, START, START + timedelta(days=3), trainer=sabotaged_trainer
+        settings,
+        canary_policy,
+        START,
+        START + timedelta(days=3),
+        trainer=sabotaged_trainer,
+        step=STEP,
     )
     decisions = [(d["action"], d.get("tag")) for d in run.decisions]
     sabotaged = {tag for action, tag in decisions if action == "retrain"}

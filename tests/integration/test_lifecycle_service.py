@@ -21,7 +21,7 @@ import redis
 
 from feature_repo.settings import Settings
 from tests.integration.conftest import MAIN_REDIS, free_port
-from tests.integration.lifecycle_support import START, champions, copy_of, policy
+from tests.integration.lifecycle_support import START, STEP, champions, copy_of, policy
 from tests.integration.serving_support import running_service
 
 pytestmark = pytest.mark.integration
@@ -83,6 +83,7 @@ def test_three_weeks_of_the_loop_through_the_service(
                 START,
                 START + timedelta(days=7 * WEEKS - 1),
                 serve_url=service.url,
+                step=STEP,
             )
     finally:
         redis.Redis.from_url(url).flushdb()
