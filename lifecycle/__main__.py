@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--serve-url",
         default=None,
-        help="send the flights to this running service instead of scoring in process",
+        help="send the flights to this running service (one worker) instead of scoring in "
+        "process; it is told to write its logs (/flush) before each check",
     )
     p.add_argument(
         "--report-dir",

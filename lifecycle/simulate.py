@@ -140,8 +140,9 @@ def simulate(
     """Run the loop from ``start`` to ``end`` (inclusive days).
 
     With ``serve_url`` the flights go to a running service over HTTP instead (``/predict``,
-    then ``/reload`` after each decision); it logs what it serves itself, and the baseline
-    arms, which score the features of each request, do not run.
+    ``/flush`` before each check, ``/reload`` after each decision); it logs what it serves
+    itself, and the baseline arms, which score the features of each request, do not run.
+    A request reaches one worker, so the service should run one.
     """
     from monitoring.registry import RegistryLookupError, champion
     from serving.champion import load_champion
@@ -207,6 +208,10 @@ def simulate(
             checking = controller.check_due(tick)
             if checking and served is not None:
                 served.flush()  # the check reads what was served up to now
+            elif checking and client is not None:
+                # The service writes its logs every 30 s of wall time, and a replay runs
+                # days of simulated time in that: the check must see what was served.
+                client.post("/flush").raise_for_status()
             started = time.perf_counter()
             result = controller.tick(tick)
             spent = time.perf_counter() - started

@@ -208,6 +208,19 @@ class FlightDelayService:
             return json_response({"error": str(err), "current": self.predictor.champion.tag})
         return {"previous": old, "current": new}
 
+    @bentoml.api(route="/flush")
+    def flush(self) -> dict[str, Any]:
+        """Write this worker's served-data logs now, the open interval included.
+
+        The logs are otherwise written every 30 s (wall clock). A controller that reads
+        them at once (a replay's daily check, many simulated hours per wall second)
+        calls this first, as the in-process replay calls ``ServedDataLogger.flush``.
+        """
+        if self.served is None:
+            return {"flushed": False, "reason": "served-data logging is off"}
+        self.served.flush()
+        return {"flushed": True, "worker": os.getpid()}
+
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
         active = self.predictor.active
@@ -245,7 +258,12 @@ class FlightDelayService:
 
 FlightDelayService.add_asgi_middleware(  # type: ignore[attr-defined]
     ContractMiddleware,
-    routes={"/predict": PredictRequest, "/reload": EmptyBody, "/model": EmptyBody},
+    routes={
+        "/predict": PredictRequest,
+        "/reload": EmptyBody,
+        "/flush": EmptyBody,
+        "/model": EmptyBody,
+    },
     max_body_bytes=MAX_BODY_BYTES,
     body_timeout=BODY_TIMEOUT_SECONDS,
 )

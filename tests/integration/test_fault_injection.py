@@ -702,6 +702,7 @@ def test_unknown_fields_anywhere_get_400(world, service) -> None:
             {"flights": [dict(flight, gate="B2")]},
         ],
         "/reload": [{"force": True}],
+        "/flush": [{"interval": "1h"}],
         "/model": [{"verbose": 1}],
     }
     for route, bodies in cases.items():
@@ -878,7 +879,7 @@ def test_schema_driven_fuzzing_never_gets_a_5xx(service) -> None:
 
     schema = schemathesis.openapi.from_url(f"{service.url}/docs.json", headers=HEADERS)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/predict", "/reload", "/model"}
+    assert {op.path for op in operations} >= {"/predict", "/reload", "/flush", "/model"}
     cases = st.one_of(
         *(
             op.as_strategy(generation_mode=mode)
