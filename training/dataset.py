@@ -432,6 +432,46 @@ def feature_refs(store: Any, service_name: str) -> tuple[list[str], list[str]]:
     return refs, audit
 
 
+def definitions_digest(store: Any, service_name: str, sql_dir: Path) -> str:
+    """A digest of what decides a training set's feature values besides the raw data: the
+    feature tables' SQL, and each view the service reads (entities, features and types,
+    TTL, timestamp fields; an on-demand view's source code).
+
+    A stored set is reused only under the same digest, so a changed query or TTL builds
+    the set again instead of reusing rows computed by the old one. Paths and Feast's
+    registry timestamps stay out (a copied data dir, a fresh ``apply``), and so does the
+    pickled UDF, whose bytes differ from one process to the next.
+    """
+    service = store.get_feature_service(service_name)
+    parts: list[Any] = [
+        (path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(sql_dir.glob("*.sql"))
+    ]
+    for projection in service.feature_view_projections:
+        fields = [(f.name, str(f.dtype)) for f in projection.features]
+        try:
+            view = store.get_feature_view(projection.name)
+        except Exception:  # an on-demand view (Feast's not-found errors share no base)
+            odfv = store.get_on_demand_feature_view(projection.name)
+            sources = sorted([*odfv.source_feature_view_projections, *odfv.source_request_sources])
+            code = getattr(odfv.feature_transformation, "udf_string", "")
+            parts.append(("on_demand", odfv.name, fields, sources, code))
+            continue
+        source = view.batch_source
+        parts.append(
+            (
+                "view",
+                view.name,
+                fields,
+                sorted(view.entities),
+                str(view.ttl),
+                source.timestamp_field,
+                source.created_timestamp_column,
+            )
+        )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
 @dataclass
 class _Plan:
     """The batch views and references ``FeatureStore.get_historical_features`` would
@@ -850,6 +890,7 @@ def build_training_set(
         "positive_rate": round(written.positives / written.rows, 6),
         "null_counts": {name: written.nulls.get(name, 0) for name in feature_columns},
         "prediction_lead_minutes": int(settings.prediction_lead.total_seconds() // 60),
+        "definitions": definitions_digest(store, dataset.FEATURE_SERVICE_NAME, dataset.SQL_DIR),
         "as_of": as_of.isoformat(),
         "raw_watermark": str(RawLayer(settings.raw_dir).watermark()),
         "fingerprint": written.fingerprint,

@@ -2,12 +2,13 @@
 
 A stored set (``training.catalog``) is reused only when its manifest matches the
 request: the same window, feature service and feature list, prediction lead,
-and the same as-of instant (the raw watermark), and the file's content still
-hashes to the manifest's fingerprint. Anything else builds a new set, stored
-under a new name; the old one stays for the models that reference it.
-Rebuilding feature tables without new raw data (``python -m feature_repo
-build-features --full``) does not move the watermark: pass
-``--rebuild-dataset`` after one.
+feature definitions (the tables' SQL and the views' TTLs, types and code:
+:func:`training.dataset.definitions_digest`) and the same as-of instant (the
+raw watermark), and the file's content still hashes to the manifest's
+fingerprint. Anything else builds a new set, stored under a new name; the old
+one stays for the models that reference it. A changed query or view therefore
+builds afresh; ``--rebuild-dataset`` forces that for anything else (a feature
+table rebuilt by hand without a definition change).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 from feature_repo.settings import Settings
 from feature_repo.store import dataset_module, open_store
 from training.catalog import StoredSet, build_and_store, stored_sets, verified
-from training.dataset import TrainingSet, feature_refs, resolve_as_of
+from training.dataset import TrainingSet, definitions_digest, feature_refs, resolve_as_of
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def expected_manifest(
     settings: Settings, start: date, end: date, store: Any, as_of: datetime | None = None
 ) -> dict[str, Any]:
     """The manifest fields that decide whether a stored set still answers the request."""
-    service = dataset_module(settings).FEATURE_SERVICE_NAME
+    dataset = dataset_module(settings)
+    service = dataset.FEATURE_SERVICE_NAME
     as_of = resolve_as_of(settings, end, as_of)
     try:
         refs, _ = feature_refs(store, service)
@@ -54,6 +56,7 @@ def expected_manifest(
         "feature_service": service,
         "features": [ref.replace(":", "__") for ref in refs],
         "prediction_lead_minutes": int(settings.prediction_lead.total_seconds() // 60),
+        "definitions": definitions_digest(store, service, dataset.SQL_DIR),
         "as_of": as_of.isoformat(),
     }
 
@@ -76,7 +79,7 @@ def find_base(settings: Settings, expected: dict[str, Any]) -> tuple[Path, str] 
     start, feature service, features and lead, ending no later and as of no later (the
     newest such). Its rows are checked before any is used (``build_training_set``)."""
     window = expected["window"]
-    same = ("feature_service", "features", "prediction_lead_minutes")
+    same = ("feature_service", "features", "prediction_lead_minutes", "definitions")
     best: tuple[tuple[str, str], StoredSet] | None = None
     for stored in stored_sets(settings):
         manifest = stored.manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,48 @@ def test_a_stored_training_set_is_reused_while_nothing_behind_it_changed(
     assert find_stored(pipeline.settings, later) is None
     fewer = dict(expected, features=expected["features"][1:])
     assert find_stored(pipeline.settings, fewer) is None
+
+
+def test_changed_feature_definitions_are_never_served_from_a_stored_set(
+    pipeline, training_set, tmp_path
+) -> None:
+    """A query edited (or a view's TTL changed) with no new raw data: neither the stored set
+    nor its leading days may be reused, since their values came from the old definitions."""
+    import shutil
+    import subprocess
+    import sys
+
+    from feature_repo.store import dataset_module
+    from training.dataset import definitions_digest
+    from training.trainset import expected_manifest, find_base, find_stored
+
+    dataset = dataset_module(pipeline.settings)
+    service = dataset.FEATURE_SERVICE_NAME
+    digest = definitions_digest(pipeline.store, service, dataset.SQL_DIR)
+    assert training_set.manifest["definitions"] == digest
+    # The same in a new process (Feast pickles on-demand UDFs differently in each one).
+    code = (
+        "from feature_repo.settings import Settings; from feature_repo.store import "
+        "dataset_module, open_store; from training.dataset import definitions_digest; "
+        "s = Settings.from_env(); d = dataset_module(s); "
+        "print(definitions_digest(open_store(s), d.FEATURE_SERVICE_NAME, d.SQL_DIR))"
+    )
+    env = {**os.environ, "FEASTLINE_DATA_DIR": str(pipeline.settings.data_dir)}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert other.stdout.strip() == digest, other.stderr[-2000:]
+
+    edited = tmp_path / "sql"
+    shutil.copytree(dataset.SQL_DIR, edited)
+    query = sorted(edited.glob("*.sql"))[0]
+    query.write_text(query.read_text() + "\n-- edited\n")
+    changed = definitions_digest(pipeline.store, service, edited)
+    assert changed != digest
+    expected = expected_manifest(pipeline.settings, *_window(training_set), pipeline.store)
+    assert find_stored(pipeline.settings, expected) is not None
+    assert find_base(pipeline.settings, expected) is not None
+    stale = dict(expected, definitions=changed)
+    assert find_stored(pipeline.settings, stale) is None
+    assert find_base(pipeline.settings, stale) is None
 
 
 def _window(training_set):
