@@ -206,16 +206,18 @@ SIM_END ?= 2013-12-31
 SIM_REPORT ?= data/reports/lifecycle
 SIM_ARGS ?=
 
-.PHONY: simulate bench-lifecycle
-simulate: $(STAMP) ## the loop (retrain, shadow, promote, roll back) June-December vs static and naive monthly; data/reports/lifecycle
+.PHONY: simulate simulation-base bench-lifecycle
+simulation-base: $(STAMP) ## a fresh SIM_DATA where the loop starts: January-May published, the January-April champion promoted
 	rm -rf $(SIM_DATA)
 	FEASTLINE_DATA_DIR=$(SIM_DATA) $(BIN)/python -m feature_repo ingest --through $(TRAIN_END) -q
 	FEASTLINE_DATA_DIR=$(SIM_DATA) $(BIN)/python -m feature_repo apply -q
 	FEASTLINE_DATA_DIR=$(SIM_DATA) $(BIN)/python -m feature_repo materialize --now $(NOW) -q
 	FEASTLINE_DATA_DIR=$(SIM_DATA) $(BIN)/python -m training train --train-start $(TRAIN_START) --train-end $(FIT_END) --valid-end $(TRAIN_END) --promote -q
+
+simulate: simulation-base ## the loop (retrain, shadow, promote, roll back) June-December vs static and naive monthly; data/reports/lifecycle
 	FEASTLINE_DATA_DIR=$(SIM_DATA) $(BIN)/python -m lifecycle simulate --start $(SIM_START) --end $(SIM_END) --report-dir $(SIM_REPORT) $(SIM_ARGS)
 
-bench-lifecycle: $(STAMP) ## the June-December simulation by phase, and one retrain at 1x data (targets 20 min, 60 s)
+bench-lifecycle: $(STAMP) ## the June-December simulation by phase, and one retrain at 1x data (targets 20 min, 60 s); BENCH_LIFECYCLE_ARGS="--segment 2013-06-01:2013-06-10 --against main" times a segment against another commit
 	$(BIN)/python bench/lifecycle.py $(BENCH_LIFECYCLE_ARGS)
 
 clean-data: ## delete generated data (raw layer, features, registry, datasets)
