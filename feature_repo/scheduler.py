@@ -102,6 +102,8 @@ class MaterializationScheduler:
             next_run_time=datetime.now(trigger.timezone),
         )
         self._stopping = threading.Event()
+        # Held for the whole of a run and its bookkeeping (see ``_stop``).
+        self._run_lock = threading.Lock()
 
     @classmethod
     def every(cls, settings: Settings, interval: timedelta) -> MaterializationScheduler:
@@ -125,6 +127,12 @@ class MaterializationScheduler:
         return cls(settings, trigger, f"cron {expression}")
 
     def _run_once(self) -> None:
+        with self._run_lock:
+            if self._stopping.is_set():  # submitted just before the stop: nothing to finish
+                return
+            self._run_and_record()
+
+    def _run_and_record(self) -> None:
         try:
             result = self.materializer.run()
             log.info(
@@ -152,9 +160,17 @@ class MaterializationScheduler:
             return
         self._stopping.set()
         log.info("stopping scheduler after the run in flight", extra={"signal": signum})
-        # shutdown(wait=True) joins the worker running the job, so the run in
-        # flight finishes (and records its watermark) before the process exits.
-        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}).start()
+        threading.Thread(target=self._finish_and_shut_down).start()
+
+    def _finish_and_shut_down(self) -> None:
+        # The run in flight finishes (and records its watermark and next run) first.
+        # APScheduler's shutdown(wait=True) joins the job's thread while it holds the job
+        # store lock, which the job's own get_job() takes to record the next run: a stop
+        # signal between the two deadlocked. Once this lock is ours, any later run
+        # returns at once (``_stopping`` is set), so the join cannot wait on a lock.
+        with self._run_lock:
+            pass
+        self.scheduler.shutdown(wait=True)
 
     def start(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)

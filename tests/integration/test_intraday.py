@@ -120,6 +120,46 @@ def test_the_scheduler_at_noon_keeps_hourly_views_within_a_period(intraday) -> N
     assert "older than the TTL" in text.stdout
 
 
+# A stop that arrives as a run ends, before the run has recorded its next one. It
+# deadlocked: APScheduler's shutdown(wait=True) joined the run while holding the lock
+# the run's get_job() needed (the test above hit it on a loaded machine).
+_STOP_AS_A_RUN_ENDS = """
+import signal, threading, time, types
+from datetime import timedelta
+from feature_repo.scheduler import MaterializationScheduler
+from feature_repo.settings import Settings
+
+scheduler = MaterializationScheduler.every(Settings.from_env(), timedelta(minutes=15))
+ran = []
+
+def run(now=None, **_):
+    ran.append(now)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+    time.sleep(1.0)  # the stop gets going before this run's bookkeeping
+    return types.SimpleNamespace(rows=0, seconds=0.0)
+
+scheduler.materializer.run = run
+scheduler.start()
+print("stopped after", len(ran), "run")
+"""
+
+
+@pytest.mark.integration
+def test_a_stop_as_a_run_ends_lets_it_finish_and_exits(intraday) -> None:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _STOP_AS_A_RUN_ENDS],
+            env=_env(intraday),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the scheduler hung after a stop signal that came as its run ended")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stopped after 1 run" in done.stdout
+
+
 def _landed_before(instant: datetime, within: timedelta) -> pd.DataFrame:
     """Entity rows of flights that landed in ``(instant - within, instant]`` (from the
     source: what the raw layer holds once a step has run at ``instant``)."""
