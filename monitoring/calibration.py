@@ -6,7 +6,7 @@ snapshots move day by day. So no single threshold fits every column. The
 calibration slides windows of each monitored length (1, 3 and 7 days by
 default) one day at a time over the reference period, scores each window
 against the reference exactly as ``compare`` scores a target
-(``drift.score_histograms`` on the same exact histograms), and keeps, per
+(``drift.score_histograms``' arithmetic on the same exact histograms), and keeps, per
 column and length, the sorted scores of every statistic. ``compare`` then
 judges a column against the quantile of its own null.
 
@@ -34,9 +34,9 @@ import pandas as pd
 
 from feature_repo.atomic_io import write_json
 from monitoring import histograms
-from monitoring.drift import STATISTICS, DriftPolicy, score_histograms
+from monitoring.drift import STATISTICS, DriftPolicy, HistogramScorer
 from monitoring.histograms import Histogram
-from monitoring.profiles import Profile, histograms_of, read_profile
+from monitoring.profiles import Profile, grouped_histograms, read_profile
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +157,7 @@ def daily_histograms(
     if time_column not in frame.columns:
         raise CalibrationError(f"no time column {time_column!r} in the history")
     days = pd.to_datetime(frame[time_column], utc=True).dt.date
-    return {
-        day: histograms_of(rows)
-        for day, rows in frame[list(columns)].groupby(days.to_numpy(), sort=True)
-    }
+    return grouped_histograms(frame[list(columns)], days.to_numpy())
 
 
 def _dominant_share(histogram: Histogram) -> float | None:
@@ -208,6 +205,8 @@ def calibrate(
     if not lengths or lengths[0] < 1:
         raise CalibrationError(f"window lengths must be whole days >= 1, got {lengths}")
     nulls: dict[str, dict[int, dict[str, list[float]]]] = {c: {} for c in columns}
+    # One scorer per column: the reference's side is the same for every window.
+    scorers = {c: HistogramScorer(ref[c], policy.bins, policy.max_categories) for c in columns}
     windows: dict[int, int] = {}
     for length in lengths:
         scores: dict[str, dict[str, list[float]]] = {
@@ -223,8 +222,7 @@ def calibrate(
             for column in columns:
                 if column not in merged:
                     continue
-                result = score_histograms(ref[column], merged[column], policy.bins,
-                                          policy.max_categories)  # fmt: skip
+                result = scorers[column].score(merged[column])
                 for statistic in STATISTICS:
                     scores[column][statistic].append(_significant(result.value(statistic)))
         if count:
