@@ -409,13 +409,7 @@ class HistogramScorer:
             novel = (1 - tgt_null) if reference.kind == "empty" else 0.0
             note = "no values on one side" if kind != "empty" else "no values"
         elif reference.kind == "numeric":
-            kind = "numeric"
-            binned = Binned(
-                self._labels,
-                self._shares,
-                _with_null_share(tgt_null, histograms.pmf(target, self._edges)),
-            )
-            novel = binned.target[1] + binned.target[-1]
+            return self._numeric(tgt_null, null_delta, histograms.pmf(target, self._edges))
         else:
             kind = "categorical"
             ref_counts = self._counts
@@ -430,6 +424,24 @@ class HistogramScorer:
             unseen = sum(c for v, c in tgt_counts.items() if v not in ref_counts)
             novel = unseen / target.total
         return _scored(kind, binned, novel, null_delta, note)
+
+    def bin_counts(self, histogram: Histogram) -> np.ndarray | None:
+        """A target's counts on this numeric reference's bins (None unless both are
+        numeric): counts add up, so a window's are the sum of its days'."""
+        if self.reference.kind != "numeric" or histogram.kind != "numeric":
+            return None
+        return histograms.bin_counts(histogram, self._edges)
+
+    def score_counts(self, counts: np.ndarray, nulls: int) -> Scores:
+        """:meth:`score` of a numeric target given by its :meth:`bin_counts` (not all
+        zero) and its nulls: the same bits, without merging the target's histograms."""
+        present = int(counts.sum())
+        tgt_null = nulls / (present + nulls)
+        return self._numeric(tgt_null, abs(tgt_null - self._null), histograms.shares(counts))
+
+    def _numeric(self, tgt_null: float, null_delta: float, shares: list[float]) -> Scores:
+        binned = Binned(self._labels, self._shares, _with_null_share(tgt_null, shares))
+        return _scored("numeric", binned, binned.target[1] + binned.target[-1], null_delta, "")
 
 
 def _top(counts: Mapping[str, int], limit: int) -> list[str]:

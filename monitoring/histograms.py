@@ -204,8 +204,18 @@ def pmf(histogram: Histogram, edges: Iterable[float]) -> list[float]:
     if histogram.kind != "numeric" or not histogram.present:
         edges = list(edges)
         return [0.0] * (len(edges) + 1)
+    return shares(bin_counts(histogram, edges))
+
+
+def bin_counts(histogram: Histogram, edges: Iterable[float]) -> np.ndarray:
+    """How many non-null values fall in each of :func:`pmf`'s bins (a numeric histogram).
+    Counts of several histograms add up to the counts of their merge."""
     keys = np.asarray(histogram.keys, dtype="float64")
     cumulative = np.concatenate([[0], np.cumsum(np.asarray(histogram.counts, dtype="int64"))])
     at = cumulative[np.searchsorted(keys, np.asarray(list(edges), dtype="float64"), side="right")]
-    counts = np.diff(np.concatenate([[0], at, [cumulative[-1]]]))
-    return (counts / cumulative[-1]).tolist()
+    return np.diff(np.concatenate([[0], at, [cumulative[-1]]]))
+
+
+def shares(counts: np.ndarray) -> list[float]:
+    """Bin counts (not all zero) as :func:`pmf`'s shares."""
+    return (counts / counts.sum()).tolist()
