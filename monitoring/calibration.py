@@ -6,7 +6,7 @@ snapshots move day by day. So no single threshold fits every column. The
 calibration slides windows of each monitored length (1, 3 and 7 days by
 default) one day at a time over the reference period, scores each window
 against the reference exactly as ``compare`` scores a target
-(``drift.score_histograms`` on the same exact histograms), and keeps, per
+(``drift.score_histograms``' arithmetic on the same exact histograms), and keeps, per
 column and length, the sorted scores of every statistic. ``compare`` then
 judges a column against the quantile of its own null.
 
@@ -30,13 +30,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from feature_repo.atomic_io import write_json
 from monitoring import histograms
-from monitoring.drift import STATISTICS, DriftPolicy, score_histograms
+from monitoring.drift import STATISTICS, DriftPolicy, HistogramScorer, Scores
 from monitoring.histograms import Histogram
-from monitoring.profiles import Profile, histograms_of, read_profile
+from monitoring.profiles import Profile, grouped_histograms, read_profile
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,7 @@ def daily_histograms(
     if time_column not in frame.columns:
         raise CalibrationError(f"no time column {time_column!r} in the history")
     days = pd.to_datetime(frame[time_column], utc=True).dt.date
-    return {
-        day: histograms_of(rows)
-        for day, rows in frame[list(columns)].groupby(days.to_numpy(), sort=True)
-    }
+    return grouped_histograms(frame[list(columns)], days.to_numpy())
 
 
 def _dominant_share(histogram: Histogram) -> float | None:
@@ -208,6 +206,9 @@ def calibrate(
     if not lengths or lengths[0] < 1:
         raise CalibrationError(f"window lengths must be whole days >= 1, got {lengths}")
     nulls: dict[str, dict[int, dict[str, list[float]]]] = {c: {} for c in columns}
+    # One scorer per column: the reference's side is the same for every window.
+    scorers = {c: HistogramScorer(ref[c], policy.bins, policy.max_categories) for c in columns}
+    counted = _day_counts(scorers, days)
     windows: dict[int, int] = {}
     for length in lengths:
         scores: dict[str, dict[str, list[float]]] = {
@@ -218,15 +219,24 @@ def calibrate(
             span = [first + timedelta(days=i) for i in range(length)]
             if not all(d in days for d in span):
                 continue  # a gap in the history: no window across it
-            merged = histograms.merge_sets(days[d] for d in span)
             count += 1
+            results: dict[str, Scores] = {}
             for column in columns:
-                if column not in merged:
+                if (summed := _window_counts(counted[column], span)) is not None:
+                    results[column] = scorers[column].score_counts(*summed)
+            # The rest (text, a type change, days without values) from merged histograms.
+            rest = [c for c in columns if c not in results]
+            if rest:
+                merged = histograms.merge_sets(
+                    {c: days[d][c] for c in rest if c in days[d]} for d in span
+                )
+                results |= {c: scorers[c].score(merged[c]) for c in rest if c in merged}
+            for column in columns:
+                if column not in results:
                     continue
-                result = score_histograms(ref[column], merged[column], policy.bins,
-                                          policy.max_categories)  # fmt: skip
                 for statistic in STATISTICS:
-                    scores[column][statistic].append(_significant(result.value(statistic)))
+                    value = results[column].value(statistic)
+                    scores[column][statistic].append(_significant(value))
         if count:
             windows[length] = count
             for column in columns:
@@ -245,6 +255,34 @@ def calibrate(
         seconds=time.perf_counter() - started,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+DayCounts = dict[date, tuple[np.ndarray | None, int]]
+
+
+def _day_counts(
+    scorers: Mapping[str, HistogramScorer], days: DayHistograms
+) -> dict[str, DayCounts]:
+    """Per column and day, the day's counts on the reference's bins (None when either
+    side is not numeric) and its nulls: a window's counts are the sum of its days'."""
+    return {
+        column: {
+            day: (scorer.bin_counts(day_histograms[column]), day_histograms[column].nulls)
+            for day, day_histograms in days.items()
+            if column in day_histograms
+        }
+        for column, scorer in scorers.items()
+    }
+
+
+def _window_counts(counted: DayCounts, span: Sequence[date]) -> tuple[np.ndarray, int] | None:
+    """The window's summed counts and nulls, when every day has the column with numbers
+    (else None: the window is scored from its merged histograms)."""
+    parts = [counted.get(day) for day in span]
+    if any(part is None or part[0] is None for part in parts):
+        return None
+    counts = [part[0] for part in parts if part is not None and part[0] is not None]
+    return np.sum(counts, axis=0), sum(part[1] for part in parts if part is not None)
 
 
 def calibrate_frame(

@@ -359,55 +359,89 @@ def score_histograms(
     reference: Histogram, target: Histogram, bins: int = 10, max_categories: int = 20
 ) -> Scores:
     """The column's statistics from exact histograms: same input, same bits out."""
-    ref_null, tgt_null = _null_share(reference), _null_share(target)
-    null_delta = abs(tgt_null - ref_null)
-    if not reference.total or not target.total:
-        return Scores("empty", None, None, None, None, None, "no rows on one side")
-    kinds = {reference.kind, target.kind}
-    if kinds == {"numeric", "categorical"}:
-        note = f"type changed: {reference.kind} in reference, {target.kind} in target"
-        return Scores("mixed", None, None, 1.0, null_delta, None, note)
-    note = ""
-    if "empty" in kinds:
-        kind = "empty" if kinds == {"empty"} else next(iter(kinds - {"empty"}))
-        binned = Binned((NULL_BIN, "(value)"), (ref_null, 1 - ref_null), (tgt_null, 1 - tgt_null))
-        novel = (1 - tgt_null) if reference.kind == "empty" else 0.0
-        note = "no values on one side" if kind != "empty" else "no values"
-    elif reference.kind == "numeric":
-        kind = "numeric"
-        lo, hi = reference.keys[0], reference.keys[-1]
-        levels = [i / bins for i in range(1, bins)]
-        edges, labels = _edges_and_labels(
-            lo, hi, {lo, hi, *histograms.quantiles(reference, levels)}
-        )
-        binned = Binned(
-            (NULL_BIN, *labels),
-            _with_null_share(ref_null, histograms.pmf(reference, edges)),
-            _with_null_share(tgt_null, histograms.pmf(target, edges)),
-        )
-        novel = binned.target[1] + binned.target[-1]
-    else:
-        kind = "categorical"
-        ref_counts = dict(zip(reference.keys, reference.counts, strict=True))
-        tgt_counts = dict(zip(target.keys, target.counts, strict=True))
-        chosen = _top(ref_counts, max_categories)
-        chosen += [v for v in _top(tgt_counts, max_categories) if v not in chosen]
-        binned = Binned(
-            (NULL_BIN, *chosen, OTHER_BIN),
-            _exact_category_shares(reference, ref_counts, chosen),
-            _exact_category_shares(target, tgt_counts, chosen),
-        )
-        unseen = sum(c for v, c in tgt_counts.items() if v not in ref_counts)
-        novel = unseen / target.total
-    return Scores(
-        kind,
-        psi(binned.reference, binned.target),
-        js_distance(binned.reference, binned.target),
-        novel,
-        null_delta,
-        binned,
-        note,
-    )
+    return HistogramScorer(reference, bins, max_categories).score(target)
+
+
+class HistogramScorer:
+    """Scores targets against one reference histogram.
+
+    The reference's side (its decile edges and shares, its value counts) is worked out
+    once: a calibration scores hundreds of windows against the same reference, and
+    redoing it per window was most of the calibration's time. Every target gets the
+    same arithmetic as a lone :func:`score_histograms` call, so the same bits.
+    """
+
+    def __init__(self, reference: Histogram, bins: int = 10, max_categories: int = 20) -> None:
+        self.reference = reference
+        self.max_categories = max_categories
+        self._null = _null_share(reference)
+        self._edges: list[float] = []
+        self._labels: tuple[str, ...] = ()
+        self._shares: tuple[float, ...] = ()
+        if reference.kind == "numeric":
+            lo, hi = reference.keys[0], reference.keys[-1]
+            levels = [i / bins for i in range(1, bins)]
+            self._edges, labels = _edges_and_labels(
+                lo, hi, {lo, hi, *histograms.quantiles(reference, levels)}
+            )
+            self._labels = (NULL_BIN, *labels)
+            self._shares = _with_null_share(self._null, histograms.pmf(reference, self._edges))
+        elif reference.kind == "categorical":
+            self._counts = dict(zip(reference.keys, reference.counts, strict=True))
+            self._top = _top(self._counts, max_categories)
+
+    def score(self, target: Histogram) -> Scores:
+        reference = self.reference
+        ref_null, tgt_null = self._null, _null_share(target)
+        null_delta = abs(tgt_null - ref_null)
+        if not reference.total or not target.total:
+            return Scores("empty", None, None, None, None, None, "no rows on one side")
+        kinds = {reference.kind, target.kind}
+        if kinds == {"numeric", "categorical"}:
+            note = f"type changed: {reference.kind} in reference, {target.kind} in target"
+            return Scores("mixed", None, None, 1.0, null_delta, None, note)
+        note = ""
+        if "empty" in kinds:
+            kind = "empty" if kinds == {"empty"} else next(iter(kinds - {"empty"}))
+            binned = Binned(
+                (NULL_BIN, "(value)"), (ref_null, 1 - ref_null), (tgt_null, 1 - tgt_null)
+            )
+            novel = (1 - tgt_null) if reference.kind == "empty" else 0.0
+            note = "no values on one side" if kind != "empty" else "no values"
+        elif reference.kind == "numeric":
+            return self._numeric(tgt_null, null_delta, histograms.pmf(target, self._edges))
+        else:
+            kind = "categorical"
+            ref_counts = self._counts
+            tgt_counts = dict(zip(target.keys, target.counts, strict=True))
+            chosen = list(self._top)
+            chosen += [v for v in _top(tgt_counts, self.max_categories) if v not in chosen]
+            binned = Binned(
+                (NULL_BIN, *chosen, OTHER_BIN),
+                _exact_category_shares(reference, ref_counts, chosen),
+                _exact_category_shares(target, tgt_counts, chosen),
+            )
+            unseen = sum(c for v, c in tgt_counts.items() if v not in ref_counts)
+            novel = unseen / target.total
+        return _scored(kind, binned, novel, null_delta, note)
+
+    def bin_counts(self, histogram: Histogram) -> np.ndarray | None:
+        """A target's counts on this numeric reference's bins (None unless both are
+        numeric): counts add up, so a window's are the sum of its days'."""
+        if self.reference.kind != "numeric" or histogram.kind != "numeric":
+            return None
+        return histograms.bin_counts(histogram, self._edges)
+
+    def score_counts(self, counts: np.ndarray, nulls: int) -> Scores:
+        """:meth:`score` of a numeric target given by its :meth:`bin_counts` (not all
+        zero) and its nulls: the same bits, without merging the target's histograms."""
+        present = int(counts.sum())
+        tgt_null = nulls / (present + nulls)
+        return self._numeric(tgt_null, abs(tgt_null - self._null), histograms.shares(counts))
+
+    def _numeric(self, tgt_null: float, null_delta: float, shares: list[float]) -> Scores:
+        binned = Binned(self._labels, self._shares, _with_null_share(tgt_null, shares))
+        return _scored("numeric", binned, binned.target[1] + binned.target[-1], null_delta, "")
 
 
 def _top(counts: Mapping[str, int], limit: int) -> list[str]:
@@ -496,6 +530,10 @@ def score_sketches(reference: Profile, target: Profile, column: str, policy: Dri
         binned = categorical_bins(reference, target, column, policy.max_categories)
         novel = sum(t for r, t in zip(binned.reference[1:-1], binned.target[1:-1], strict=True)
                     if r == 0)  # fmt: skip
+    return _scored(kind, binned, novel, null_delta, note)
+
+
+def _scored(kind: str, binned: Binned, novel: float, null_delta: float, note: str) -> Scores:
     return Scores(
         kind,
         psi(binned.reference, binned.target),

@@ -95,6 +95,47 @@ def of_frame(frame: pd.DataFrame) -> dict[str, Histogram]:
     return {str(name): of_series(frame[name]) for name in frame.columns}
 
 
+def of_groups(frame: pd.DataFrame, keys: np.ndarray) -> dict[Any, dict[str, Histogram]]:
+    """:func:`of_frame` of each group of rows sharing a key (sorted by key; rows with a
+    missing key are left out), the same histograms as one call per group.
+
+    Numbers are bucketed once per column and counted per group from a sorted copy: a
+    frame split into a few hundred days took seconds as one ``of_frame`` per day.
+    """
+    present = pd.notna(keys)
+    if not present.any():
+        return {}
+    uniques, codes = np.unique(keys[present], return_inverse=True)
+    rows = np.flatnonzero(present)[np.argsort(codes, kind="stable")]
+    bounds = np.searchsorted(np.sort(codes, kind="stable"), np.arange(len(uniques) + 1))
+    groups: dict[Any, dict[str, Histogram]] = {key: {} for key in uniques.tolist()}
+    for name in frame.columns:
+        series = frame[name]
+        numeric = pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(
+            series.dtype
+        )
+        if numeric:
+            values = pd.to_numeric(series, errors="coerce").to_numpy(
+                dtype="float64", na_value=np.nan
+            )[rows]
+            finite = np.isfinite(values)
+            bucketed = np.where(finite, bucket(np.where(finite, values, 0.0)), np.nan)
+        for key, first, last in zip(groups, bounds[:-1], bounds[1:], strict=True):
+            if not numeric:
+                groups[key][str(name)] = of_series(series.iloc[rows[first:last]])
+                continue
+            kept = bucketed[first:last][finite[first:last]]
+            nulls = int(last - first - len(kept))
+            if not len(kept):
+                groups[key][str(name)] = Histogram("empty", nulls, (), ())
+                continue
+            unique, counts = np.unique(kept, return_counts=True)
+            groups[key][str(name)] = Histogram(
+                "numeric", nulls, tuple(unique.tolist()), tuple(counts.tolist())
+            )
+    return groups
+
+
 def _capped(nulls: int, counts: Mapping[str, int]) -> Histogram:
     """Text counts sorted by value; beyond MAX_CATEGORIES values, the rarest are pooled."""
     items = dict(counts)
@@ -163,8 +204,18 @@ def pmf(histogram: Histogram, edges: Iterable[float]) -> list[float]:
     if histogram.kind != "numeric" or not histogram.present:
         edges = list(edges)
         return [0.0] * (len(edges) + 1)
+    return shares(bin_counts(histogram, edges))
+
+
+def bin_counts(histogram: Histogram, edges: Iterable[float]) -> np.ndarray:
+    """How many non-null values fall in each of :func:`pmf`'s bins (a numeric histogram).
+    Counts of several histograms add up to the counts of their merge."""
     keys = np.asarray(histogram.keys, dtype="float64")
     cumulative = np.concatenate([[0], np.cumsum(np.asarray(histogram.counts, dtype="int64"))])
     at = cumulative[np.searchsorted(keys, np.asarray(list(edges), dtype="float64"), side="right")]
-    counts = np.diff(np.concatenate([[0], at, [cumulative[-1]]]))
-    return (counts / cumulative[-1]).tolist()
+    return np.diff(np.concatenate([[0], at, [cumulative[-1]]]))
+
+
+def shares(counts: np.ndarray) -> list[float]:
+    """Bin counts (not all zero) as :func:`pmf`'s shares."""
+    return (counts / counts.sum()).tolist()

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from whylogs.core import DatasetProfile, DatasetProfileView, DatasetSchema
 from whylogs.core.configs import SummaryConfig
@@ -231,6 +232,11 @@ def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
 def histograms_of(frame: pd.DataFrame) -> dict[str, Histogram]:
     """The exact histograms a profile of ``frame`` carries (for calibration)."""
     return histograms.of_frame(_prepare(frame))
+
+
+def grouped_histograms(frame: pd.DataFrame, keys: Any) -> dict[Any, dict[str, Histogram]]:
+    """:func:`histograms_of` each group of rows sharing a key, by key (for calibration)."""
+    return histograms.of_groups(_prepare(frame), np.asarray(keys))
 
 
 class ProfileBuilder:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -354,9 +355,21 @@ def verified_rows(path: Path, expected_fingerprint: str) -> pa.Table | None:
 
 def _day_bounds(times: pa.ChunkedArray) -> dict[datetime, tuple[int, int]]:
     """Per UTC day of ``times`` (sorted), the ``[first, last)`` row offsets of its rows."""
-    days = pc.floor_temporal(times, unit="day").to_pylist()
+    days = pc.floor_temporal(times, unit="day").combine_chunks()
+    if days.null_count or len(days) == 0:
+        return _day_bounds_slow(days)
+    # One Python datetime per day, not per row: converting every row took seconds.
+    codes = days.cast(pa.int64()).to_numpy()
+    _, firsts = np.unique(codes, return_index=True)
+    lasts = len(codes) - np.unique(codes[::-1], return_index=True)[1]
+    order = np.argsort(firsts, kind="stable")  # in order of appearance, as the rows are
+    return {days[int(firsts[i])].as_py(): (int(firsts[i]), int(lasts[i])) for i in order}
+
+
+def _day_bounds_slow(days: pa.Array) -> dict[datetime, tuple[int, int]]:
+    """Row by row: for rows without a time, whose day (None) the codes cannot hold."""
     bounds: dict[datetime, tuple[int, int]] = {}
-    for i, day in enumerate(days):
+    for i, day in enumerate(days.to_pylist()):
         first, _ = bounds.get(day, (i, i))
         bounds[day] = (first, i + 1)
     return bounds

@@ -143,3 +143,32 @@ def test_a_stored_set_with_other_labels_is_reused_only_before_them(pipeline, tmp
     # Flights of the evening of the 9th landed after midnight: labelled only later.
     assert scratch.manifest["rows"] > early.manifest["rows"]
     assert 0 < reused.manifest["reused"]["rows"] < early.manifest["rows"]
+
+
+def test_day_bounds_are_each_days_first_and_past_last_row() -> None:
+    """The reuse check slices both sets day by day at these offsets: one datetime per day,
+    the row offsets of a row-by-row pass, in any order of the rows and across chunks."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from training.dataset import _day_bounds
+
+    first = datetime(2013, 3, 9, 22, 30, tzinfo=UTC)
+    times = [first + timedelta(hours=5 * i) for i in range(40)]  # ten days, midnight crossings
+
+    def naive(values: list[datetime | None]) -> dict:
+        bounds: dict = {}
+        for i, value in enumerate(values):
+            day = None if value is None else value.replace(hour=0, minute=0, second=0)
+            bounds[day] = (bounds.get(day, (i, i))[0], i + 1)
+        return bounds
+
+    for values in (times, times[::-1], [*times[20:], *times[:20]], [*times[:3], None]):
+        column = pa.chunked_array(
+            [values[:7], values[7:]], type=pa.timestamp("us", tz="UTC")
+        )  # fmt: skip
+        bounds = _day_bounds(column)
+        assert bounds == naive(values)
+        assert list(bounds) == list(naive(values))  # the same order of days
+    assert len(_day_bounds(pa.chunked_array([times], type=pa.timestamp("us", tz="UTC")))) == 10

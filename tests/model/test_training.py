@@ -23,6 +23,35 @@ def test_same_seed_data_and_code_give_identical_metrics(training_set, good) -> N
     assert np.array_equal(again.valid_proba, good.valid_proba)
 
 
+def test_a_one_point_grid_refits_beside_the_tuning_into_the_same_model(
+    training_set, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one candidate the refit runs in a second thread while the threshold fold
+    fits; the model is the one a refit on its own gives, bit for bit (recency weights
+    too, so the weighted binning is shared by both fits)."""
+    import threading
+    from dataclasses import replace
+
+    from training import train
+
+    threads = []
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread())
+        return refit(*args, **kwargs)
+
+    refit = train.refit
+    monkeypatch.setattr(train, "refit", recorded)
+    weighted = replace(config(GOOD_GRID), recency_half_life_days=10.0)
+    trained = train.fit_and_evaluate(training_set, weighted)
+    assert threads and threads[0] is not threading.main_thread()
+
+    alone = refit(trained.inputs, trained.params, trained.split.train, trained.label, weighted)
+    valid = trained.split.valid[trained.inputs.columns]
+    assert np.array_equal(alone.predict_proba(valid), trained.pipeline.predict_proba(valid))
+    assert np.array_equal(trained.valid_proba, alone.predict_proba(valid)[:, 1])
+
+
 def test_no_validation_flight_precedes_a_training_flight(good) -> None:
     train, valid = good.split.train, good.split.valid
     assert train["sched_dep_ts"].max() < valid["sched_dep_ts"].min()

@@ -247,3 +247,34 @@ def test_a_period_of_history_can_be_chosen(calibrated: tuple, history: pd.DataFr
                                period=period, out=path.with_name("june.json"))  # fmt: skip
     assert again.windows == {1: 10, 3: 8}
     assert again.history == ("2013-06-03", "2013-06-12")
+
+
+def test_every_window_scores_as_its_merged_days_would(history: pd.DataFrame) -> None:
+    """Windows of numbers are scored from summed bin counts, the rest (text, days without
+    values, a type change) from merged histograms: every score is the one the merged
+    histograms give, whichever way it was found."""
+    from monitoring import histograms
+    from monitoring.calibration import calibrate, daily_histograms
+    from monitoring.drift import STATISTICS, score_histograms
+
+    rows = history[history["_day"] < date(2013, 2, 1)].copy()
+    rows.loc[rows["_day"].between(date(2013, 1, 10), date(2013, 1, 11)), "wind_gust"] = np.nan
+    rows["code"] = np.where(rows["temp"] > 40, "warm", None)  # text
+    columns = [*WEATHER_COLUMNS, "code"]
+    days = daily_histograms(rows, "time_hour", columns)
+    days[date(2013, 1, 20)]["pressure"] = histograms.Histogram("categorical", 0, ("x",), (24,))
+    reference = profile_frame(rows[columns])
+    calibration = calibrate(reference, days, lengths=[3])
+    ref = reference.histograms()
+    ordered = sorted(days)
+    expected: dict[str, dict[str, list[float]]] = {c: {s: [] for s in STATISTICS} for c in columns}
+    for first in ordered[:-2]:
+        merged = histograms.merge_sets(days[first + timedelta(days=i)] for i in range(3))
+        for column in columns:
+            scores = score_histograms(ref[column], merged[column])
+            for statistic in STATISTICS:
+                value = scores.value(statistic)
+                expected[column][statistic].append(0.0 if value is None else float(f"{value:.6g}"))
+    for column in columns:
+        assert calibration.nulls[column][3] == {s: sorted(v) for s, v in expected[column].items()}
+    assert calibration.windows == {3: len(ordered) - 2}

@@ -99,3 +99,40 @@ def test_a_profile_without_histograms_still_compares_from_the_sketches(
     result = compare(bare, january)
     assert not result.deterministic
     assert result.drifted == []
+
+
+def test_histograms_by_group_are_each_groups_own(weather: pd.DataFrame) -> None:
+    """Calibration counts each day's histograms in one pass over the columns; each must be
+    the histogram of that day's rows alone, nulls, infinities, flags and text included."""
+    from monitoring.profiles import grouped_histograms, histograms_of
+
+    frame = weather[[*WEATHER_COLUMNS, "time_hour"]].head(24 * 20).copy()
+    frame.loc[frame.index[5], "temp"] = np.inf  # missing, as in of_series
+    frame.loc[frame.index[30:60], "wind_speed"] = np.nan  # a day and more without values
+    frame["flag"] = frame["temp"] > 50
+    frame["note"] = np.where(frame["humid"] > 60, "wet", None)
+    keys = frame["time_hour"].dt.date.to_numpy().copy()
+    keys[7] = None  # a row without a day counts nowhere, as groupby leaves it out
+    columns = [*WEATHER_COLUMNS, "flag", "note"]
+    grouped = grouped_histograms(frame[columns], keys)
+    expected = {
+        day: histograms_of(rows)
+        for day, rows in frame[columns].groupby(keys, sort=True)  # drops the missing key
+    }
+    assert list(grouped) == list(expected)
+    assert grouped == expected
+    assert any(h.kind == "empty" for day in grouped.values() for h in day.values())
+
+
+def test_a_reused_scorer_gives_the_bits_of_a_fresh_one(weather: pd.DataFrame) -> None:
+    from monitoring.drift import HistogramScorer, score_histograms
+
+    columns = WEATHER_COLUMNS  # numbers and text (the airport)
+    reference = histograms.of_frame(weather.loc[weather["month"] <= 5, columns])
+    scorers = {c: HistogramScorer(reference[c]) for c in columns}
+    for month in (1, 7, 12):
+        target = histograms.of_frame(weather.loc[weather["month"] == month, columns])
+        for column in columns:
+            again = scorers[column].score(target[column])
+            assert again == score_histograms(reference[column], target[column])
+    assert scorers["temp"].score(target["temp"]).psi > 0.2  # real scores: December against Jan-May
