@@ -11,7 +11,10 @@ published, so an ingest can run at any time of day. A day whose end the watermar
 has passed is complete, and its file is never written again. The day the watermark
 is in (the open day) grows with each run: its file is rewritten whole, with the rows
 already published first and unchanged, then the new ones, through a temporary file
-and a rename, so a reader sees the old file or the new one, never half of one.
+and a rename, so a reader sees the old file or the new one, never half of one. A
+process that wrote the open day's file last extends it from the frame it wrote, as long
+as the file is still that one (its inode, size and modification time), instead of
+reading it back.
 
 A run that dies before moving the watermark can leave rows after it in the open
 day's file; readers ignore them (``knowable_at`` after the watermark) and the
