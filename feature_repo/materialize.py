@@ -35,6 +35,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -303,9 +304,14 @@ class Materializer:
             else:
                 start = EPOCH
             windows.append((view, start, end))
-        result.views = self._materialize_views(windows, advance=True)
-        result.seconds = time.perf_counter() - started
-        self.state.record_run(result.log_record(), status="ok")
+
+        def finished(views: list[ViewResult]) -> dict[str, Any]:
+            result.views = views
+            result.seconds = time.perf_counter() - started
+            return result.log_record()
+
+        # The run's record is written with the watermarks it moved, in one state write.
+        result.views = self._materialize_views(windows, advance=True, finished=finished)
         log.info("materialization run", extra=result.log_record())
         return result
 
@@ -403,11 +409,13 @@ class Materializer:
         windows: list[tuple[Any, datetime, datetime]],
         advance: bool,
         newest_wins: bool = False,
+        finished: Callable[[list[ViewResult]], dict[str, Any]] | None = None,
     ) -> list[ViewResult]:
         """Each view's window ``[start, end]`` into the online store, in one engine call.
 
         A view's watermark moves only once its own write succeeded; if any failed,
-        the others still move, and the first failure is raised afterwards.
+        the others still move, and the first failure is raised afterwards. When every
+        write succeeded, ``finished`` gives the run's record, stored with the watermarks.
         """
         results = [ViewResult(view.name, start, end) for view, start, end in windows]
         writes = []
@@ -428,6 +436,7 @@ class Materializer:
                     if start <= end and view.name not in failures
                 ],
                 described={view.name: _promise(view) for view, _, _ in windows},
+                last_run=finished(results) if finished is not None and not failures else None,
             )
         if failures:
             raise next(iter(failures.values()))

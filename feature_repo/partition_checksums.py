@@ -95,12 +95,13 @@ def publish_partitions(table_dir: Path, staged: Mapping[str, Path]) -> None:
         if path.exists() and file_sha256(path) == pending:
             files[relative] = pending
     new = {_relative(day): file_sha256(path) for day, path in staged.items()}
-    write_json({"files": files, "replacing": new}, _manifest_path(table_dir))
+    # One line: a year's manifest is written twice per build, every intraday step.
+    write_json({"files": files, "replacing": new}, _manifest_path(table_dir), indent=None)
     for day, path in staged.items():
         final = table_dir / day / PARTITION_FILE
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, final)  # same filesystem: atomic per file
-    write_json({"files": {**files, **new}}, _manifest_path(table_dir))
+    write_json({"files": {**files, **new}}, _manifest_path(table_dir), indent=None)
 
 
 def day_partitions(source: Any) -> list[tuple[date, Path]]:

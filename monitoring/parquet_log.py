@@ -25,7 +25,7 @@ import pyarrow as pa
 # whose owner never called close().
 import pyarrow.pandas_compat
 
-from feature_repo.atomic_io import write_parquet
+from feature_repo.atomic_io import file_signature, write_parquet
 from monitoring.background import BackgroundSink, Batch
 from monitoring.intervals import check_interval, interval_starts, parse_stamp, stamp, utc_now
 from monitoring.profiler import batch_frame
@@ -154,6 +154,24 @@ def time_range(path: Path, column: str) -> tuple[datetime, datetime] | None:
     return min(lows), max(highs)
 
 
+# Each part's time range, by path and column, with the file's stat signature: parts are
+# never rewritten, and a loop that reads a week of its log every day would otherwise open
+# the footer of every part of the log's whole history (a part's name gives only where its
+# interval starts, not how long it is).
+_ranges: dict[tuple[Path, str], tuple[tuple[int, int, int], tuple[datetime, datetime] | None]] = {}
+
+
+def _part_time_range(path: Path, column: str) -> tuple[datetime, datetime] | None:
+    signature = file_signature(path)
+    cached = _ranges.get((path, column))
+    if cached is not None and signature is not None and cached[0] == signature:
+        return cached[1]
+    span = time_range(path, column)
+    if signature is not None:
+        _ranges[(path, column)] = (signature, span)
+    return span
+
+
 def log_parts(
     directory: Path,
     prefix: str,
@@ -176,7 +194,7 @@ def log_parts(
         if end is not None and began >= end:
             continue
         if start is not None and time_column is not None:
-            span = time_range(path, time_column)
+            span = _part_time_range(path, time_column)
             if span is not None and span[1] < start:
                 continue
         parts.append(path)

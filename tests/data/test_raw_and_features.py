@@ -235,3 +235,62 @@ def test_intraday_steps_grow_the_open_day_and_equal_one_full_build(tmp_path) -> 
     _assert_equals_one_full_build(stepped, tmp_path / "full", instants[-1])
     weather = _read_features(stepped, "weather_hourly")
     assert weather["event_timestamp"].max() == pd.Timestamp(instants[-1]).floor("h")
+
+
+def test_the_open_day_grows_from_the_frame_written_only_while_the_file_is_that_one(
+    tmp_path,
+) -> None:
+    """A step extends the open day's file from the frame the process wrote last, not a read
+    back: the files equal those of steps that read every file back. A file another writer
+    put there since is read back instead: one that extended the day further, and one with
+    a dead run's row after the watermark (dropped)."""
+    import pyarrow as pa
+
+    from feature_repo import raw_layer as raw_module
+    from feature_repo.atomic_io import write_parquet
+    from feature_repo.pipeline import ingest, raw_layer
+    from feature_repo.raw_layer import KNOWABLE_AT
+
+    start = datetime(2013, 1, 7, tzinfo=UTC)
+    instants = [start + timedelta(hours=h) for h in (3, 7, 11, 19, 26)]
+    kept, read_back = Settings(data_dir=tmp_path / "kept"), Settings(data_dir=tmp_path / "read")
+    for settings in (kept, read_back):
+        ingest(settings, date(2013, 1, 6), build_features=False)
+    for instant in instants:
+        ingest(kept, instant, build_features=False)
+        raw_module._written.clear()  # this process wrote nothing: every open day is read back
+        ingest(read_back, instant, build_features=False)
+        assert _raw_files(kept) == _raw_files(read_back)
+
+    # Another process extends the open day: what this one wrote is no longer the file.
+    last = instants[-1]
+    ingest(kept, last + timedelta(hours=1), build_features=False)
+    ours = dict(raw_module._written)
+    ingest(kept, last + timedelta(hours=2), build_features=False)
+    raw_module._written.clear()
+    raw_module._written.update(ours)
+    ingest(kept, last + timedelta(hours=3), build_features=False)
+    # Another writer leaves a dead run's row after the watermark in the open day's file.
+    path = raw_layer(kept).partition_path("departures", last.date())
+    rows = pd.read_parquet(path)
+    dead = rows.iloc[[-1]].copy()
+    dead["flight_id"] = "left-by-a-dead-run"
+    dead[KNOWABLE_AT] = pd.Timestamp(last + timedelta(hours=3, minutes=30))
+    write_parquet(
+        pa.Table.from_pandas(pd.concat([rows, dead], ignore_index=True), preserve_index=False),
+        path,
+    )
+    ingest(kept, last + timedelta(hours=5), build_features=False)
+    raw_module._written.clear()
+    for hours in (1, 2, 3, 5):
+        ingest(read_back, last + timedelta(hours=hours), build_features=False)
+    assert "left-by-a-dead-run" not in set(pd.read_parquet(path)["flight_id"])
+    assert _raw_files(kept) == _raw_files(read_back)
+
+
+def _raw_files(settings: Settings) -> dict[str, str]:
+    """The raw layer's data files' checksums, by path under it (the watermark's record
+    holds the time it was written)."""
+    root = str(settings.raw_dir)
+    sums = tree_checksums(settings.raw_dir)
+    return {p.removeprefix(root): d for p, d in sums.items() if "_watermark" not in p}

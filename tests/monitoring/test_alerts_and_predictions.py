@@ -69,3 +69,30 @@ def test_prediction_log_keeps_every_prediction(
     day = pd.Timestamp("2013-07-03", tz="UTC")
     one_day = read_predictions(tmp_path, day, day + pd.Timedelta(days=1))
     assert len(one_day) == int((week["time_hour"].dt.floor("D") == day).sum())
+
+
+def test_a_part_read_again_is_pruned_by_its_footer_as_it_is_now(tmp_path: Path) -> None:
+    """Readers keep each part's time range (a daily check reads the log's history); a part
+    rewritten since is judged by its new footer, not the kept range."""
+    import pyarrow as pa
+
+    from feature_repo.atomic_io import write_parquet
+    from monitoring.predictions import PREDICTION_SCHEMA
+
+    def part(when: str) -> pa.Table:
+        row = {
+            "flight_id": ["f1"],
+            "prediction_time": [pd.Timestamp(when)],
+            "probability": [0.5],
+            "model_tag": ["flight_delay:abc"],
+            "role": ["champion"],
+        }
+        return pa.Table.from_pandas(pd.DataFrame(row), schema=PREDICTION_SCHEMA)
+
+    path = tmp_path / "predictions-20130701T000000Z-p1.parquet"
+    write_parquet(part("2013-07-01T10:00:00Z"), path)
+    july_3 = pd.Timestamp("2013-07-03", tz="UTC")
+    window = (july_3, july_3 + pd.Timedelta(days=1))
+    assert read_predictions(tmp_path, *window).empty  # its rows end before the window
+    write_parquet(part("2013-07-03T10:00:00Z"), path)  # the same name, a row in the window
+    assert list(read_predictions(tmp_path, *window)["flight_id"]) == ["f1"]
