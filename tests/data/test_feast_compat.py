@@ -140,8 +140,9 @@ def test_ibis_still_has_what_the_retrieval_clean_up_reads() -> None:
     assert callable(getattr(ibis, "get_backend", None)), f"ibis {ibis.__version__}: no get_backend"
 
 
-# What feast_compat.LocalEngineHooks and LocalBuilderHooks override, and what feature_repo/feast_engine.py
-# overrides or calls positionally: (owner, attribute, its parameters in order).
+# What feast_compat.LocalEngineHooks and LocalBuilderHooks override, and what
+# feature_repo/feast_engine.py overrides or calls positionally: (owner, attribute, its
+# parameters in order).
 ENGINE_ASSUMPTIONS: list[tuple[Any, str, list[str]]] = [
     (ComputeEngine, "materialize", ["self", "registry", "tasks", "lineage_parent", "kwargs"]),
     (ComputeEngine, "get_execution_context", ["self", "registry", "task"]),

@@ -207,7 +207,11 @@ def test_intraday_steps_grow_the_open_day_and_equal_one_full_build(tmp_path) -> 
     ingest(stepped, date(2013, 1, 6))
     start = datetime(2013, 1, 7, tzinfo=UTC)
     offsets = [timedelta(0), timedelta(hours=2, minutes=15), timedelta(hours=7, minutes=59)]
-    offsets += [timedelta(hours=12), timedelta(hours=12, seconds=1), timedelta(hours=17, minutes=30)]
+    offsets += [
+        timedelta(hours=12),
+        timedelta(hours=12, seconds=1),
+        timedelta(hours=17, minutes=30),
+    ]
     instants = [start + timedelta(days=d) + o for d in range(3) for o in offsets]
     instants.append(start + timedelta(days=3, hours=9, minutes=45))
     departures = stepped.raw_dir / "departures"
