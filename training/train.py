@@ -345,6 +345,7 @@ def lineage(
                 "as_of",
                 "raw_watermark",
                 "prediction_lead_minutes",
+                "definitions",
                 "git_commit",
             )
         }

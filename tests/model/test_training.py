@@ -112,6 +112,7 @@ def test_the_registered_model_round_trips(pipeline, registered) -> None:
     assert meta["feature_service"] == "flight_delay_v1"
     assert meta["features"] == trained.manifest["features"]
     assert meta["training_set"]["fingerprint"] == trained.manifest["fingerprint"]
+    assert meta["training_set"]["definitions"] == trained.manifest["definitions"]
     assert meta["training_set"]["window"] == {
         "start": "2013-01-01",
         "end": "2013-02-28",
