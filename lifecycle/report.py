@@ -148,14 +148,22 @@ def timeline_plot(daily: pd.DataFrame, timeline: list[dict[str, Any]]) -> str:
     figure = Figure(figsize=(12, 8.5))
     auc_axis, loss_axis, drift_axis = figure.subplots(3, 1, sharex=True)
     days = pd.to_datetime(daily["day"])
+    series = [("loop", "loop (served)", "#2ca02c", 2.0)] + [
+        (arm, arm, colour, 1.3)
+        for arm, colour in zip(arms_of_daily(daily), ("#7f7f7f", "#1f77b4"), strict=False)
+    ]
     for axis, metric, label in (
-        (auc_axis, "roc_auc", "daily live ROC-AUC"),
-        (loss_axis, "log_loss", "daily live log loss"),
+        (auc_axis, "roc_auc", "live ROC-AUC"),
+        (loss_axis, "log_loss", "live log loss"),
     ):
-        axis.plot(days, daily[f"loop_{metric}"], color="#2ca02c", lw=1.4, label="loop (served)")
-        for arm, colour in zip(arms_of_daily(daily), ("#7f7f7f", "#1f77b4"), strict=False):
-            axis.plot(days, daily[f"{arm}_{metric}"], color=colour, lw=1, alpha=0.8, label=arm)
-        axis.set_ylabel(label)
+        for name, legend, colour, width in series:
+            values = daily[f"{name}_{metric}"]
+            # A day holds under a thousand flights: its value is noise next to a gap of
+            # 0.02 between models. The days stay as faint lines; the weekly mean reads.
+            axis.plot(days, values, color=colour, lw=0.6, alpha=0.3)
+            weekly = values.rolling(7, min_periods=3, center=True).mean()
+            axis.plot(days, weekly, color=colour, lw=width, label=f"{legend}, 7-day mean")
+        axis.set_ylabel(f"{label} (daily, faint)")
         axis.grid(alpha=0.3)
     auc_axis.legend(loc="lower left", fontsize=8, ncol=3)
     checks = [t for t in timeline if "drift_share" in t]
@@ -287,10 +295,13 @@ def write_report(
     timeline = read_timeline(settings)
     daily = daily_metrics(frame)
     decisions = [d for entry in timeline for d in entry.get("decisions", [])]
+    # Redrawn without a run (``python -m lifecycle report``): what only the run knew, its
+    # timing, is kept from the summary it wrote.
+    previous = _read_summary(folder / "summary.json") if run is None else {}
     summary: dict[str, Any] = {
         "start": frame["day"].min(),
         "end": frame["day"].max(),
-        "policy": run.policy if run else _policy_of(decisions),
+        "policy": run.policy if run else _policy_of(settings, decisions),
         "arms": arms_of(frame),
         "labels_known_at": now.isoformat(),
         "headline": headline(frame),
@@ -305,6 +316,8 @@ def write_report(
             "wall_seconds": round(run.wall_seconds, 1),
             "phase_seconds": run.seconds.to_dict(),
         }
+    elif "run" in previous:
+        summary["run"] = previous["run"]
     write_text(
         render_html(summary, timeline_plot(daily, timeline), timeline), folder / "index.html"
     )
@@ -312,8 +325,26 @@ def write_report(
     return summary
 
 
-def _policy_of(decisions: list[dict[str, Any]]) -> str:
-    return "see the audit log" if decisions else "(no decisions recorded)"
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _policy_of(settings: Settings, decisions: list[dict[str, Any]]) -> str:
+    """The policy named by the loop's newest decision in the audit log."""
+    from training.promotion import read_audit
+
+    if not decisions:
+        return "(no decisions recorded)"
+    named = [
+        e["policy"]
+        for e in read_audit(settings)
+        if str(e.get("action", "")).startswith("lifecycle_") and e.get("policy")
+    ]
+    return str(named[-1]) if named else "see the audit log"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -149,6 +149,12 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     assert Path(summary["report"]).exists()
     assert summary["decisions"]["rollback"] == 1
     assert {"static", "naive"} <= set(summary["headline"])
+    # Redrawn from the records alone (`python -m lifecycle report`): the same headline,
+    # the policy named from the audit log, and the run's timing kept from its summary.
+    redrawn = write_report(settings, None)
+    assert redrawn["headline"] == summary["headline"]
+    assert redrawn["policy"] == summary["policy"] == rest.policy
+    assert redrawn["run"] == summary["run"]
 
 
 def test_a_sabotaged_challenger_never_serves_beyond_its_canary_share(loop_dir: Settings) -> None:
