@@ -21,6 +21,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from feature_repo.atomic_io import file_signature
+
 if TYPE_CHECKING:
     from bentoml._internal.models.model import Model, ModelStore
 
@@ -41,7 +43,7 @@ def new_model_store(path: Path) -> ModelStore:
     return ModelStore(path)
 
 
-# folder -> (the model.yaml's inode, mtime and size when parsed, the model read then).
+# folder -> (the model.yaml's file_signature when parsed, the model read then).
 _read_cache: dict[str, tuple[tuple[int, int, int], Model]] = {}
 
 
@@ -60,12 +62,10 @@ def read_model(folder: Path) -> Model:
     from bentoml._internal.models.model import MODEL_YAML_FILENAME, Model
 
     key = str(folder)
-    try:
-        stat = (Path(folder) / MODEL_YAML_FILENAME).stat()
-    except OSError:
+    stamp = file_signature(Path(folder) / MODEL_YAML_FILENAME)
+    if stamp is None:
         _read_cache.pop(key, None)
         return Model.from_path(key)  # raises as BentoML does for a missing file
-    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     cached = _read_cache.get(key)
     if cached is None or cached[0] != stamp:
         cached = _read_cache[key] = (stamp, Model.from_path(key))
