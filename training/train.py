@@ -13,7 +13,7 @@ import getpass
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -399,12 +399,17 @@ def reference_rows(frame: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
 
 
 def write_reference(
-    settings: Settings, tag: str, trained: TrainedModel, frame: pd.DataFrame
+    settings: Settings,
+    tag: str,
+    trained: TrainedModel,
+    frame: pd.DataFrame,
+    importance: dict[str, float] | None = None,
 ) -> Path:
     """Profile what the model saw (inputs, its probability, the label) for drift checks.
 
     The profile covers the whole training set window, training and validation
     days, and is recorded in the model's metadata as ``reference_profile``.
+    ``importance``: the model's :func:`permutation_importances`, when already computed.
     """
     from monitoring.calibration import calibrate_reference
     from monitoring.layout import reference_path
@@ -420,7 +425,7 @@ def write_reference(
         PREDICTION_COLUMN,
         reference_path(settings, tag),
         model_tag=tag,
-        importance=permutation_importances(trained),
+        importance=permutation_importances(trained) if importance is None else importance,
     )
     # Drift is judged against what windows of this very history score (its null).
     calibrate_reference(scored, path)
@@ -468,8 +473,6 @@ def train_and_register(
     ``prepare`` rewrites the set's rows before the fit (the stored set is unchanged): the
     loop's safety tests train a sabotaged challenger through it.
     """
-    from training.report import write_report
-
     started = time.perf_counter()
     progress("training set", 0, 1)
     training_set, reused = load_or_build(
@@ -488,6 +491,37 @@ def train_and_register(
             loaded=prepare(training_set.frame.copy()),
         )
     trained = fit_and_evaluate(training_set, config, progress)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The importances need the fitted model only: the booster scores them on the
+        # second core (its tree walks release the GIL) while this thread draws the
+        # report. The same computation, so the same numbers.
+        importance = pool.submit(permutation_importances, trained)
+        record, html_path, metrics_path = _register(
+            settings, config, progress, training_set, trained, importance
+        )
+    log.info(
+        "model trained",
+        extra={
+            "tag": record.tag,
+            "roc_auc": trained.evaluation["metrics"].get("roc_auc"),
+            "threshold": trained.threshold,
+            "dataset_reused": reused,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    return TrainRun(trained, record, html_path, metrics_path, reused)
+
+
+def _register(
+    settings: Settings,
+    config: TrainConfig,
+    progress: ProgressFn,
+    training_set: TrainingSet,
+    trained: TrainedModel,
+    importance: Future[dict[str, float]],
+) -> tuple[ModelRecord, Path, Path]:
+    """Report, reference profile and registry entry of a fitted model."""
+    from training.report import write_report
 
     # The version is fixed before saving so the report can live under it and
     # the registry entry, written last, can point at a report that exists.
@@ -511,21 +545,15 @@ def train_and_register(
     # never one that looks complete without its profile.
     progress("reference profile", 0, 1)
     reference = write_reference(
-        settings, str(tag), trained, reference_rows(training_set.frame, config)
+        settings,
+        str(tag),
+        trained,
+        reference_rows(training_set.frame, config),
+        importance=importance.result(),
     )
     metadata["reference_profile"] = relative_to_data(settings.data_dir, reference)
     progress("reference profile", 1, 1)
     progress("registry", 0, 1)
     record = save_model(settings, trained.pipeline, metadata, tag=str(tag))
     progress("registry", 1, 1)
-    log.info(
-        "model trained",
-        extra={
-            "tag": record.tag,
-            "roc_auc": trained.evaluation["metrics"].get("roc_auc"),
-            "threshold": trained.threshold,
-            "dataset_reused": reused,
-            "seconds": round(time.perf_counter() - started, 1),
-        },
-    )
-    return TrainRun(trained, record, html_path, metrics_path, reused)
+    return record, html_path, metrics_path
