@@ -253,3 +253,18 @@ def test_permutation_importance_on_the_encoded_rows_is_the_pipelines(good) -> No
     assert ours == {c: round(float(v), 6) for c, v in expected}
     assert list(ours) == good.inputs.columns
     assert sum(v != 0 for v in ours.values()) >= 3  # a real comparison, not all zeros
+
+
+def test_late_probabilities_in_two_halves_are_predict_probas(
+    good, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import train
+
+    frame = good.split.valid[good.inputs.columns]
+    expected = good.pipeline.predict_proba(frame)[:, 1]
+    monkeypatch.setattr(train, "_TWO_THREADS_ROWS", 100)  # the test set is small: split it
+    assert len(frame) > 100
+    got = train.late_probabilities(good.pipeline, frame)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+    odd = frame.iloc[:-1]  # an odd row count: halves of unequal length
+    assert train.late_probabilities(good.pipeline, odd).tobytes() == expected[:-1].tobytes()
