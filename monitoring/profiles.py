@@ -18,10 +18,13 @@ existed) still compares, from the sketches.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +32,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pandas.core.dtypes.common as pdc
 from whylogs.core import DatasetProfile, DatasetProfileView, DatasetSchema
 from whylogs.core.configs import SummaryConfig
+from whylogs.core.preprocessing import NumpyView, PreprocessedColumn
 from whylogs.core.resolvers import StandardResolver
 from whylogs.viz.drift.column_drift_algorithms import (
     ColumnDriftAlgorithm,
@@ -229,6 +234,118 @@ def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+# -- whylogs' column split, without its per-value checks --------------------------------
+# whylogs splits each column into floats, ints, strings, ... with up to six per-value
+# ``Series.apply`` calls (``PreprocessedColumn._pandas_split``): on a retrain's reference
+# (90 days of inputs) that was nine tenths of the profiling. ``_split`` below is that
+# function with the same results from whole-array operations, for the columns
+# ``_prepare`` hands over: NumPy floats, and object columns whose values are all of a
+# few plain types. Anything else goes to whylogs' own function. ``tests/monitoring/
+# test_profiles_fast_split.py`` fails when an upgrade changes the upstream function
+# (a digest of its source) or when the two split a column differently.
+
+# sha256 of ``inspect.getsource(PreprocessedColumn._pandas_split)`` in whylogs 1.6.4, the
+# version ``_split`` was written from. Another digest: compare the two and update ``_split``.
+UPSTREAM_SPLIT_SHA256 = "fea6dd2fddb12a07790d47bcd4572354723cb9c3805e87a084ddc7ab0ef8ae93"
+UPSTREAM_SPLIT = PreprocessedColumn._pandas_split
+
+# Value types for which whylogs' checks (is_float, is_decimal, is_bool, is_number,
+# is_integer, isinstance str, tensor) depend on the type alone, never on the value.
+_PLAIN_TYPES = frozenset(
+    {str, int, float, bool, np.float64, np.float32, np.int64, np.int32, np.bool_}
+)
+
+
+def upstream_split_sha256() -> str:
+    return hashlib.sha256(inspect.getsource(UPSTREAM_SPLIT).encode()).hexdigest()
+
+
+def _split(self: PreprocessedColumn, series: pd.Series, parse_numeric_string: bool = False) -> None:
+    """whylogs 1.6.4's ``PreprocessedColumn._pandas_split``, the per-value ``apply``
+    calls replaced by array operations; the same attributes, of the same types."""
+    dtype = series.dtype if series is not None else None
+    if parse_numeric_string or not isinstance(dtype, np.dtype) or dtype.kind not in "fO":
+        UPSTREAM_SPLIT(self, series, parse_numeric_string)  # ints, bools, extension dtypes
+        return
+    null_series = series[series.isnull()]
+    non_null_series = series[series.notnull()]
+    self.null_count = len(null_series)
+    if dtype.kind == "f":
+        # A NumPy float column's nulls are all NaN, which is_number counts as a number.
+        if series.hasnans:
+            self.nan_count = len(null_series)
+        floats = non_null_series.astype(float)
+        self.inf_count = int(np.isinf(floats.to_numpy()).sum())
+        self.numpy.floats = floats.to_numpy()
+        return
+    values = non_null_series.to_numpy()
+    types = list(map(type, values))
+    kinds = dict.fromkeys(types)
+    if not set(kinds) <= _PLAIN_TYPES:
+        UPSTREAM_SPLIT(self, series, parse_numeric_string)  # Decimal, lists, arrays, objects
+        return
+    if series.hasnans:
+        na_number_mask = null_series.apply(lambda x: pdc.is_number(x))
+        if not null_series[na_number_mask].empty:
+            nan_floats = null_series[na_number_mask].astype(float)
+            self.nan_count = nan_floats.isna().sum()
+    if non_null_series.empty:
+        return
+    # Upstream's predicates, on one value of each type (they depend on the type alone).
+    checks = {}
+    for kind in kinds:
+        x = values[types.index(kind)]
+        checks[kind] = (
+            pdc.is_float(x) or pdc.is_decimal(x),
+            pdc.is_bool(x),
+            pdc.is_number(x) and pdc.is_integer(x) and not pdc.is_bool(x),
+            isinstance(x, str),
+        )
+    if len(kinds) == 1:
+        flags = np.broadcast_to(np.array(next(iter(checks.values()))), (len(values), 4))
+    else:
+        flags = np.array([checks[kind] for kind in types], dtype=bool).reshape(-1, 4)
+    float_mask, bool_mask, int_mask, str_mask = (
+        np.ascontiguousarray(flags[:, i]) for i in range(4)
+    )
+    bool_mask_where_true = bool_mask.copy()
+    if bool_mask.any():
+        bool_mask_where_true[bool_mask] = [bool(x) for x in values[bool_mask]]
+    tensor_mask = np.zeros(len(values), dtype=bool)  # no plain type is a list or an array
+
+    floats = non_null_series[float_mask]
+    if non_null_series[int_mask].empty:
+        ints = pd.Series(dtype=int)
+    else:
+        ints = non_null_series[int_mask].astype(int)
+    bool_count = non_null_series[bool_mask].count()
+    bool_count_where_true = non_null_series[bool_mask_where_true].count()
+    strings = non_null_series[str_mask]
+    tensors = pd.Series([], dtype="object")
+    objs = non_null_series[~(float_mask | str_mask | int_mask | bool_mask | tensor_mask)]
+    if not floats.empty:
+        floats = floats.astype(float)
+        self.inf_count = int(np.isinf(floats.to_numpy()).sum())
+    self.numpy = NumpyView(floats=floats.to_numpy(), ints=ints.to_numpy())
+    self.pandas.strings = strings
+    self.pandas.tensors = tensors
+    self.pandas.objs = objs
+    self.bool_count = bool_count
+    self.bool_count_where_true = bool_count_where_true
+
+
+@contextmanager
+def fast_split() -> Iterator[None]:
+    """whylogs splits columns with :func:`_split` for the duration. Not thread-safe against
+    a concurrent caller that wants the upstream function, which splits alike anyway."""
+    previous = PreprocessedColumn._pandas_split
+    PreprocessedColumn._pandas_split = _split
+    try:
+        yield
+    finally:
+        PreprocessedColumn._pandas_split = previous
+
+
 def histograms_of(frame: pd.DataFrame) -> dict[str, Histogram]:
     """The exact histograms a profile of ``frame`` carries (for calibration)."""
     return histograms.of_frame(_prepare(frame))
@@ -278,7 +395,8 @@ class ProfileBuilder:
             frame = pd.DataFrame.from_records(list(frame))
         prepared = _prepare(frame)
         if len(prepared.columns) and len(prepared):
-            self._profile.track(pandas=prepared)
+            with fast_split():
+                self._profile.track(pandas=prepared)
             self._histograms = histograms.merge_sets(
                 [self._histograms, histograms.of_frame(prepared)]
             )

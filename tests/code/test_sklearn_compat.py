@@ -128,3 +128,34 @@ def test_a_weighted_fit_is_unchanged_and_the_patch_is_undone() -> None:
         patched = fitted()
     assert binning._find_binning_thresholds is sklearn_compat.UPSTREAM
     assert np.array_equal(upstream, patched)
+
+
+def test_the_permutation_importance_reproduced_is_the_one_upstream_has() -> None:
+    assert sklearn_compat.permutation_source_sha256() == sklearn_compat.PERMUTATION_SOURCE_SHA256, (
+        "sklearn's permutation_importance or _calculate_permutation_scores changed: compare "
+        "them with batched_permutation_importances in model_registry/sklearn_compat.py, "
+        "update it and the digest"
+    )
+
+
+@pytest.mark.parametrize(("repeats", "seed"), [(2, 0), (3, 11)])
+def test_batched_permutation_importances_are_upstreams_bit_for_bit(repeats: int, seed: int) -> None:
+    from sklearn.inspection import permutation_importance
+
+    classifier, data = fitted(categorical_by_name=False)
+    rng = np.random.default_rng(5)
+    matrix = np.column_stack([data.to_numpy(), rng.normal(size=len(data))])  # an unused input
+    label = (data["delay"].fillna(0) + 10 * (data["carrier"] == 1) > 25).to_numpy()
+    classifier = HistGradientBoostingClassifier(
+        categorical_features=[True, False, False], max_iter=20, random_state=0
+    ).fit(matrix, label)
+    sample, y = matrix[:700], label[:700]
+    expected = permutation_importance(
+        classifier, sample, y, scoring="roc_auc", n_repeats=repeats, random_state=seed
+    ).importances
+    got = sklearn_compat.batched_permutation_importances(
+        classifier, sample, y, n_repeats=repeats, random_state=seed
+    )
+    assert got.shape == expected.shape == (3, repeats)
+    assert got.tobytes() == expected.tobytes(), (got, expected)
+    assert np.count_nonzero(got) > 0

@@ -231,3 +231,40 @@ def _window(training_set):
 
     window = training_set.manifest["window"]
     return date.fromisoformat(window["start"]), date.fromisoformat(window["end"])
+
+
+def test_permutation_importance_on_the_encoded_rows_is_the_pipelines(good) -> None:
+    """The importances come from the booster scored on the once-encoded sample: the same
+    numbers as scikit-learn's permutation importance of the whole pipeline on the rows."""
+    from sklearn.inspection import permutation_importance
+    from threadpoolctl import threadpool_limits
+
+    from training.train import permutation_importances
+
+    assert good.inputs.categorical, "the check needs encoded (categorical) inputs"
+    ours = permutation_importances(good, rows=600)
+    sample = good.split.valid.sample(n=600, random_state=0)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        theirs = permutation_importance(
+            good.pipeline, sample[good.inputs.columns], sample[good.label].to_numpy(),
+            scoring="roc_auc", n_repeats=2, random_state=0, n_jobs=1,
+        )  # fmt: skip
+    expected = zip(good.inputs.columns, theirs.importances_mean, strict=True)
+    assert ours == {c: round(float(v), 6) for c, v in expected}
+    assert list(ours) == good.inputs.columns
+    assert sum(v != 0 for v in ours.values()) >= 3  # a real comparison, not all zeros
+
+
+def test_late_probabilities_in_two_halves_are_predict_probas(
+    good, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import train
+
+    frame = good.split.valid[good.inputs.columns]
+    expected = good.pipeline.predict_proba(frame)[:, 1]
+    monkeypatch.setattr(train, "_TWO_THREADS_ROWS", 100)  # the test set is small: split it
+    assert len(frame) > 100
+    got = train.late_probabilities(good.pipeline, frame)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+    odd = frame.iloc[:-1]  # an odd row count: halves of unequal length
+    assert train.late_probabilities(good.pipeline, odd).tobytes() == expected[:-1].tobytes()
