@@ -22,6 +22,7 @@ import hashlib
 import inspect
 import json
 import math
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -334,16 +335,28 @@ def _split(self: PreprocessedColumn, series: pd.Series, parse_numeric_string: bo
     self.bool_count_where_true = bool_count_where_true
 
 
+# Profiles are built on several threads at once (the served-data writer beside a
+# retrain's reference): the swap is counted, so the upstream function comes back when
+# the last of them ends, never while one is still inside.
+_swap_lock = threading.Lock()
+_swap_depth = 0
+
+
 @contextmanager
 def fast_split() -> Iterator[None]:
-    """whylogs splits columns with :func:`_split` for the duration. Not thread-safe against
-    a concurrent caller that wants the upstream function, which splits alike anyway."""
-    previous = PreprocessedColumn._pandas_split
-    PreprocessedColumn._pandas_split = _split
+    """whylogs splits columns with :func:`_split` while any caller is inside."""
+    global _swap_depth
+    with _swap_lock:
+        if _swap_depth == 0:
+            PreprocessedColumn._pandas_split = _split
+        _swap_depth += 1
     try:
         yield
     finally:
-        PreprocessedColumn._pandas_split = previous
+        with _swap_lock:
+            _swap_depth -= 1
+            if _swap_depth == 0:
+                PreprocessedColumn._pandas_split = UPSTREAM_SPLIT
 
 
 def histograms_of(frame: pd.DataFrame) -> dict[str, Histogram]:

@@ -191,3 +191,17 @@ def test_a_wrong_split_fails_these_tests(monkeypatch: pytest.MonkeyPatch) -> Non
 
     series = COLUMNS["floats with NaN and inf"]()
     assert _split(series, wrong).inf_count != _split(series, profiles.UPSTREAM_SPLIT).inf_count
+
+
+def test_overlapping_profiles_on_two_threads_restore_whylogs_own_split_at_the_end() -> None:
+    # The served-data writer and a retrain's reference profile overlap, and either may
+    # end first: the upstream function must come back only when both have ended.
+    from whylogs.core.preprocessing import PreprocessedColumn
+
+    first, second = profiles.fast_split(), profiles.fast_split()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first
+    assert PreprocessedColumn._pandas_split is profiles._split
+    second.__exit__(None, None, None)
+    assert PreprocessedColumn._pandas_split is profiles.UPSTREAM_SPLIT
