@@ -206,13 +206,13 @@ def simulate(
         for done, tick in enumerate(ticks, start=1):
             clock.set(tick)
             checking = controller.check_due(tick)
+            started = time.perf_counter()  # the check's wait for the logs is monitoring's
             if checking and served is not None:
                 served.flush()  # the check reads what was served up to now
             elif checking and client is not None:
                 # The service writes its logs every 30 s of wall time, and a replay runs
                 # days of simulated time in that: the check must see what was served.
                 client.post("/flush").raise_for_status()
-            started = time.perf_counter()
             result = controller.tick(tick)
             spent = time.perf_counter() - started
             run.seconds.features += result.seconds_features
@@ -321,6 +321,7 @@ def _serve(
                 scored.served_at,
                 arm.model.tag,
                 role=COUNTERFACTUAL,
+                profile=False,  # it scores the rows the champion's profile already holds
             )
         challenger = scored.scores[1] if len(scored.scores) > 1 else None
         for j, flight in enumerate(chunk):

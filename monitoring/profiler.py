@@ -176,11 +176,10 @@ class ProfileLogger(BackgroundSink):
             self._advance(interval_start(self._clock(), self.interval))
 
     def _persist(self, final: bool) -> None:
+        # A flushed interval stays open: its builder holds everything the file does, so
+        # later rows extend it in memory instead of reading the file back first.
         for start in sorted(self._dirty):
             self._write(start)
-        if final:
-            # Written intervals reopen from their file if more rows come.
-            self._open = {s: p for s, p in self._open.items() if s in self._dirty}
 
     def _write(self, start: datetime) -> bool:
         """Write one interval; on failure keep it open (and dirty) for the next try."""

@@ -69,6 +69,9 @@ class ServedRows:
     rows: list[dict[str, Any]]
     profile_exclude: tuple[str, ...]
     role: str = ROLE_CHAMPION
+    # False: the prediction log only. A replay's counterfactual models score the very
+    # rows the champion's profile already holds, and nothing reads a profile of theirs.
+    profile: bool = True
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -141,8 +144,8 @@ class ServedDataWriter:
         if not part.rows:
             return
         tag = str(part.rows[0][MODEL_TAG])
-        profiles = self._challengers.get(tag)
-        if profiles is None:
+        profiles = self._challengers.get(tag) if part.profile else None
+        if profiles is None and part.profile:
             from monitoring import layout
             from monitoring.profiler import ProfileLogger
 
@@ -164,7 +167,8 @@ class ServedDataWriter:
             for row in part.rows
             if row.get(FLIGHT_ID)
         ]
-        self._put(profiles, part.rows)
+        if profiles is not None:
+            self._put(profiles, part.rows)
         if predictions:
             self._put(self.predictions, predictions)
 
@@ -239,8 +243,14 @@ class ServedDataLogger:
         served_at: datetime,
         tag: str,
         role: str = ROLE_CHAMPION,
+        *,
+        profile: bool = True,
     ) -> None:
-        """Queue one model's rows; ``role`` is champion, or the challenger's (shadow, canary)."""
+        """Queue one model's rows; ``role`` is champion, or the challenger's (shadow, canary).
+
+        ``profile=False`` logs a non-champion's predictions without a profile of its own."""
+        if role == ROLE_CHAMPION and not profile:
+            raise ValueError("the champion's rows are always profiled: drift reads them")
         request: dict[str, list[Any]] = {}
         if role == ROLE_CHAMPION:
             try:
@@ -249,11 +259,12 @@ class ServedDataLogger:
                 request = self._dataset.feature_rows(flights)
             except Exception:
                 log.exception("served features not logged")
-        wanted = set(inputs)
+        profiled = inputs if profile else ()  # only a profile needs the inputs
+        wanted = set(profiled)
         extras = [name for name in request if name not in wanted]
         rows = []
         for i, probability in enumerate(probabilities):
-            row = {name: columns[name][i] for name in inputs}
+            row = {name: columns[name][i] for name in profiled}
             for name in extras:
                 row[name] = request[name][i]
             row[self.prediction_column] = probability
@@ -261,7 +272,7 @@ class ServedDataLogger:
             row[FLIGHT_ID] = flights[i].flight_id
             row[MODEL_TAG] = tag
             rows.append(row)
-        part = ServedRows(rows, tuple([*extras, FLIGHT_ID, MODEL_TAG]), role)
+        part = ServedRows(rows, tuple([*extras, FLIGHT_ID, MODEL_TAG]), role, profile)
         if self._offload is not None:
             self._offload.log(part)
         elif self._writer is not None:

@@ -151,3 +151,25 @@ def test_a_failing_disk_is_counted_not_raised(
     assert stats.errors >= 1
     assert stats.files_written == 0
     assert stats.rows_processed == 50
+
+
+def test_a_flushed_interval_stays_open_and_later_rows_extend_it(
+    july: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A replay flushes before each daily check, in the middle of a day: the rest of the
+    day extends the builder in memory instead of reading the file back first."""
+    first = july["time_hour"].min().floor("D")
+    day = july[july["time_hour"].dt.floor("D") == first].sort_values("time_hour", kind="stable")
+    morning, evening = day.iloc[: len(day) // 2], day.iloc[len(day) // 2 :]
+    logger = ProfileLogger(tmp_path, DAY, time_column="time_hour", max_wait_seconds=0.05)
+    logger.log(morning)
+    assert logger.flush()
+    (path,) = tmp_path.glob("*.bin")
+    assert read_profile(path).rows == len(morning)
+    # Were the rest of the day to reopen the interval from its file, it would now start
+    # from nothing and the file would end up holding the evening alone.
+    path.unlink()
+    logger.log(evening)
+    logger.close()
+    assert read_profile(path).rows == len(day)
+    assert logger.stats.errors == 0

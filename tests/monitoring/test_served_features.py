@@ -121,3 +121,42 @@ def test_served_data_logger_feeds_profiles_predictions_and_served_features(
     assert "not_an_input" not in served.columns
     assert list(served["probability"]) == [0.1, 0.2, 0.3, 0.4]
     assert served["flight_id"].isna().sum() == 1
+
+
+def test_rows_logged_without_a_profile_reach_the_prediction_log_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay's counterfactual models: their predictions are kept, no profile is built
+    (their inputs are the rows the champion's profile already holds)."""
+    from feature_repo.settings import Settings
+    from monitoring.layout import challenger_profiles_dir, predictions_dir, profiles_dir
+    from monitoring.predictions import read_predictions
+    from monitoring.profiles import read_profiles
+    from serving.served_data import ServedDataLogger
+
+    monkeypatch.setenv("FEASTLINE_PROFILE_INTERVAL", "1d")
+    settings = Settings(data_dir=tmp_path)
+    flights = [_Flight(i, f"F{i}") for i in range(3)]
+    inputs = ["origin", "weather__temp"]
+    columns = {"origin": ["EWR"] * 3, "weather__temp": [70.0, 71.0, None]}
+    served_at = datetime(2013, 7, 1, tzinfo=UTC)
+    logger = ServedDataLogger(settings, writer_id="t")
+    with pytest.raises(ValueError, match="champion"):
+        logger.log(flights, columns, inputs, [0.1] * 3, served_at, "m:champ", profile=False)
+    logger.log(flights, columns, inputs, [0.1, 0.2, 0.3], served_at, "m:champ")
+    logger.log(flights, columns, inputs, [0.5, 0.6, 0.7], served_at, "m:shadow", role="shadow")
+    logger.log(
+        flights, columns, inputs, [0.8, 0.9, 1.0], served_at, "m:other", role="other",
+        profile=False,
+    )  # fmt: skip
+    logger.close()
+    assert logger.dropped == 0
+
+    predictions = read_predictions(predictions_dir(settings))
+    by_tag = predictions.groupby("model_tag")["probability"].apply(sorted).to_dict()
+    assert by_tag == {
+        "m:champ": [0.1, 0.2, 0.3], "m:shadow": [0.5, 0.6, 0.7], "m:other": [0.8, 0.9, 1.0]
+    }  # fmt: skip
+    assert read_profiles([profiles_dir(settings)]).rows == 3
+    assert read_profiles([challenger_profiles_dir(settings, "m:shadow")]).rows == 3
+    assert not challenger_profiles_dir(settings, "m:other").exists()
