@@ -154,6 +154,10 @@ bench-train: $(STAMP) ## build-dataset + train: wall time and peak memory, full 
 bench-retraining: $(STAMP) ## retraining policies vs static and naive monthly: ROC-AUC by month, paired CIs, retrain time
 	$(BIN)/python bench/retraining_policies.py $(BENCH_RETRAINING_ARGS)
 
+.PHONY: bench-paired-ci
+bench-paired-ci: $(STAMP) ## is the gate's paired ROC-AUC CI as wide as day-to-day noise? (a finished SIM_DATA)
+	$(BIN)/python bench/paired_ci_calibration.py --data-dir $(SIM_DATA)
+
 # ENGINES: duckdb,spark (default; Spark on a standalone master and worker it starts and
 # stops), or add dask,dask-chunked,duckdb-single (Feast's Dask store; tens of minutes at
 # 10x). The docs' Dask figures: ENGINES=duckdb,dask,dask-chunked,duckdb-single

@@ -1,0 +1,98 @@
+"""Is the promotion gate's paired ROC-AUC CI as wide as the noise of days that arrive in time?
+
+    .venv/bin/python bench/paired_ci_calibration.py --data-dir DIR [--days 1,3,7]
+
+``DIR`` holds a finished simulation (``make simulate SIM_DATA=DIR``): its ledger
+keeps, for every flight, the probability of each baseline arm, and the naive
+arm's model is fixed within a calendar month (it retrains on the first). So
+within a month the true ROC-AUC difference between the naive and the static
+arm is one number, and the spread of the differences measured on consecutive
+windows of ``N`` days around their month's mean is sampling noise alone.
+
+The loop's gate judges a challenger on such a window (the 3-day shadow) with
+DeLong's paired CI (``monitoring.paired.paired_auc``), which treats every
+flight as independent. This prints, per window length, DeLong's mean standard
+error, the observed spread, their ratio, and the share of windows whose
+difference lies beyond 1.96 of DeLong's standard errors from the month's mean
+(5% if the CI were calibrated). Not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: import this checkout's packages
+
+Z_95 = 1.959963984540054
+
+
+def window_differences(frame: pd.DataFrame, days: int, a: str, b: str) -> pd.DataFrame:
+    """``b`` minus ``a`` on consecutive windows of ``days`` days inside each month."""
+    from monitoring.paired import paired_auc
+
+    rows = []
+    for month, part in frame.groupby("month", sort=True):
+        starts = sorted(part["day"].unique())
+        for i in range(0, len(starts) - days + 1, days):
+            window = part[part["day"].isin(starts[i : i + days])]
+            result = paired_auc(
+                window["label"].to_numpy(),
+                window[f"{a}_probability"].to_numpy(),
+                window[f"{b}_probability"].to_numpy(),
+            )
+            if result.difference is None or result.ci_high is None or result.ci_low is None:
+                continue
+            se = (result.ci_high - result.ci_low) / (2 * Z_95)
+            rows.append((month, result.difference, se, len(window)))
+    return pd.DataFrame(rows, columns=["month", "difference", "se", "flights"])
+
+
+def calibration_row(windows: pd.DataFrame) -> tuple[int, float, float, float, float, float]:
+    count = windows.groupby("month")["difference"].transform("count")
+    windows = windows[count > 1]
+    count = count[count > 1]
+    month_mean = windows.groupby("month")["difference"].transform("mean")
+    # Deviations from a mean of k windows are shrunk by (k - 1) / k: undone, unbiased.
+    residual = (windows["difference"] - month_mean) * np.sqrt(count / (count - 1))
+    spread, se = float(residual.std()), float(windows["se"].mean())
+    beyond = float((residual.abs() > Z_95 * windows["se"]).mean())
+    return len(windows), float(windows["flights"].mean()), se, spread, spread / se, beyond
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--days", default="1,3,7", help="window lengths in days")
+    args = parser.parse_args()
+    from feature_repo.settings import Settings
+    from lifecycle.report import labelled_ledger
+
+    settings = Settings(data_dir=args.data_dir)
+    frame = labelled_ledger(settings, datetime(2014, 1, 2, tzinfo=UTC))
+    if frame.empty or not {"static_probability", "naive_probability"} <= set(frame.columns):
+        parser.error(f"{args.data_dir} holds no finished simulation with static and naive arms")
+    table = Table(title="naive minus static ROC-AUC, windows within a month")
+    for column in ("window", "windows", "flights each", "DeLong SE", "observed SD", "ratio",
+                   "beyond 1.96 SE"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for days in (int(d) for d in args.days.split(",")):
+        n, flights, se, spread, ratio, beyond = calibration_row(
+            window_differences(frame, days, "static", "naive")
+        )
+        table.add_row(f"{days} d", f"{n}", f"{flights:,.0f}", f"{se:.4f}", f"{spread:.4f}",
+                      f"{ratio:.2f}x", f"{beyond:.0%}")  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
