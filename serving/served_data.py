@@ -140,7 +140,8 @@ class ServedDataWriter:
             self._put(self.predictions, predictions)
 
     def _log_challenger(self, part: ServedRows) -> None:
-        """A challenger's rows: its own profiles and the prediction log, nothing else."""
+        """A challenger's rows: its own profiles (unless ``part.profile`` is False) and the
+        prediction log, nothing else."""
         if not part.rows:
             return
         tag = str(part.rows[0][MODEL_TAG])
