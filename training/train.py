@@ -417,7 +417,7 @@ def write_reference(
 
     columns = trained.inputs.columns
     scored = frame[[*columns, trained.label, "event_timestamp"]].copy()
-    scored[PREDICTION_COLUMN] = late_probabilities(trained.pipeline, frame[columns])
+    scored[PREDICTION_COLUMN] = late_probabilities(trained.pipeline, frame, columns)
     path = write_reference_profile(
         scored,
         columns,
@@ -432,19 +432,19 @@ def write_reference(
     return path
 
 
-def late_probabilities(pipeline: Pipeline, frame: pd.DataFrame) -> np.ndarray:
-    """``pipeline.predict_proba(frame)[:, 1]``, the two halves of a large frame on two
+def late_probabilities(pipeline: Pipeline, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """:func:`training.model.predict_proba`, the two halves of a large frame on two
     threads (the other core is idle after the fit; the tree walks release the GIL).
 
     A row's probability depends on that row alone (its encoding, then the same ordered
     sum of tree outputs), so the halves give the very array the whole frame gives.
     """
     if len(frame) < _TWO_THREADS_ROWS:
-        return _single_threaded_probabilities(pipeline, frame)
+        return _single_threaded_probabilities(pipeline, frame, columns)
     half = len(frame) // 2
     with ThreadPoolExecutor(max_workers=1) as pool:
-        second = pool.submit(_single_threaded_probabilities, pipeline, frame.iloc[half:])
-        first = _single_threaded_probabilities(pipeline, frame.iloc[:half])
+        second = pool.submit(_single_threaded_probabilities, pipeline, frame.iloc[half:], columns)
+        first = _single_threaded_probabilities(pipeline, frame.iloc[:half], columns)
         return np.concatenate([first, second.result()])
 
 
@@ -452,11 +452,13 @@ def late_probabilities(pipeline: Pipeline, frame: pd.DataFrame) -> np.ndarray:
 _TWO_THREADS_ROWS = 20_000
 
 
-def _single_threaded_probabilities(pipeline: Pipeline, frame: pd.DataFrame) -> np.ndarray:
+def _single_threaded_probabilities(
+    pipeline: Pipeline, frame: pd.DataFrame, columns: list[str]
+) -> np.ndarray:
     # One OpenMP thread per Python thread (the limit is per thread): two OpenMP workers
     # per call spin-wait on a busy machine (see TrainConfig.threads).
     with threadpool_limits(limits=1, user_api="openmp"):
-        return np.asarray(pipeline.predict_proba(frame)[:, 1])
+        return np.asarray(predict_proba(pipeline, frame, columns))
 
 
 def permutation_importances(trained: TrainedModel, rows: int = 2000) -> dict[str, float]:

@@ -264,7 +264,10 @@ def test_late_probabilities_in_two_halves_are_predict_probas(
     expected = good.pipeline.predict_proba(frame)[:, 1]
     monkeypatch.setattr(train, "_TWO_THREADS_ROWS", 100)  # the test set is small: split it
     assert len(frame) > 100
-    got = train.late_probabilities(good.pipeline, frame)
+    got = train.late_probabilities(good.pipeline, frame, good.inputs.columns)
     assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
     odd = frame.iloc[:-1]  # an odd row count: halves of unequal length
-    assert train.late_probabilities(good.pipeline, odd).tobytes() == expected[:-1].tobytes()
+    assert (
+        train.late_probabilities(good.pipeline, odd, good.inputs.columns).tobytes()
+        == expected[:-1].tobytes()
+    )
