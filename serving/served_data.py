@@ -122,6 +122,39 @@ class ServedDataWriter:
             # A new champion may take a request field as input: recomputed per request.
             self._exclude = part.profile_exclude
             self.profiles.set_exclude(part.profile_exclude)
+        # The same dicts go to both logs: neither mutates them.
+        self._put(self.profiles, part.rows)
+        self._put(self.features, part.rows)
+        self._log_predictions(part)
+
+    def _log_challenger(self, part: ServedRows) -> None:
+        """A challenger's rows: its own profiles (unless ``part.profile`` is False) and the
+        prediction log, nothing else."""
+        if not part.rows:
+            return
+        if part.profile:
+            tag = str(part.rows[0][MODEL_TAG])
+            self._put(self._challenger_profiles(tag, part.profile_exclude), part.rows)
+        self._log_predictions(part)
+
+    def _challenger_profiles(self, tag: str, exclude: tuple[str, ...]) -> Any:
+        """The challenger's own ProfileLogger, opened on its first rows."""
+        profiles = self._challengers.get(tag)
+        if profiles is None:
+            from monitoring import layout
+            from monitoring.profiler import ProfileLogger
+
+            profiles = self._challengers[tag] = ProfileLogger(
+                layout.challenger_profiles_dir(self._settings, tag),
+                self._interval,
+                time_column=SERVED_AT,
+                writer_id=self._writer_id,
+                exclude=exclude,
+            )
+        return profiles
+
+    def _log_predictions(self, part: ServedRows) -> None:
+        """One prediction-log row per flight with an id, under the part's tag and role."""
         predictions = [
             {
                 "flight_id": row[FLIGHT_ID],
@@ -133,43 +166,6 @@ class ServedDataWriter:
             for row in part.rows
             if row.get(FLIGHT_ID)
         ]
-        # The same dicts go to both logs: neither mutates them.
-        self._put(self.profiles, part.rows)
-        self._put(self.features, part.rows)
-        if predictions:
-            self._put(self.predictions, predictions)
-
-    def _log_challenger(self, part: ServedRows) -> None:
-        """A challenger's rows: its own profiles (unless ``part.profile`` is False) and the
-        prediction log, nothing else."""
-        if not part.rows:
-            return
-        tag = str(part.rows[0][MODEL_TAG])
-        profiles = self._challengers.get(tag) if part.profile else None
-        if profiles is None and part.profile:
-            from monitoring import layout
-            from monitoring.profiler import ProfileLogger
-
-            profiles = self._challengers[tag] = ProfileLogger(
-                layout.challenger_profiles_dir(self._settings, tag),
-                self._interval,
-                time_column=SERVED_AT,
-                writer_id=self._writer_id,
-                exclude=part.profile_exclude,
-            )
-        predictions = [
-            {
-                "flight_id": row[FLIGHT_ID],
-                "prediction_time": row[SERVED_AT],
-                "probability": row[self.prediction_column],
-                "model_tag": tag,
-                "role": part.role,
-            }
-            for row in part.rows
-            if row.get(FLIGHT_ID)
-        ]
-        if profiles is not None:
-            self._put(profiles, part.rows)
         if predictions:
             self._put(self.predictions, predictions)
 
