@@ -32,13 +32,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: import this checkout's packages
 
-Z_95 = 1.959963984540054
+from monitoring.paired import Z_95, paired_auc  # noqa: E402  (after the path above)
 
 
 def window_differences(frame: pd.DataFrame, days: int, a: str, b: str) -> pd.DataFrame:
     """``b`` minus ``a`` on consecutive windows of ``days`` days inside each month."""
-    from monitoring.paired import paired_auc
-
     rows = []
     for month, part in frame.groupby("month", sort=True):
         starts = sorted(part["day"].unique())
