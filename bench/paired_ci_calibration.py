@@ -11,10 +11,12 @@ windows of ``N`` days around their month's mean is sampling noise alone.
 
 The loop's gate judges a challenger on such a window (the 3-day shadow) with
 DeLong's paired CI (``monitoring.paired.paired_auc``), which treats every
-flight as independent. This prints, per window length, DeLong's mean standard
-error, the observed spread, their ratio, and the share of windows whose
-difference lies beyond 1.96 of DeLong's standard errors from the month's mean
-(5% if the CI were calibrated). Not run by the tests.
+flight as independent, or, since session 10, with a CI over days
+(``monitoring.paired.clustered_auc``: a delete-one-day jackknife, Student's t).
+This prints, per window length, DeLong's mean standard error, the observed
+spread, their ratio, and the share of windows whose month's mean lies outside
+each CI (5% if the CI were calibrated; the CI over days needs 3 days). Not run
+by the tests.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: import this checkout's packages
 
-from monitoring.paired import Z_95, paired_auc  # noqa: E402  (after the path above)
+from monitoring.paired import Z_95, clustered_auc, paired_auc  # noqa: E402  (after the path)
 
 
 def window_differences(frame: pd.DataFrame, days: int, a: str, b: str) -> pd.DataFrame:
@@ -42,19 +44,22 @@ def window_differences(frame: pd.DataFrame, days: int, a: str, b: str) -> pd.Dat
         starts = sorted(part["day"].unique())
         for i in range(0, len(starts) - days + 1, days):
             window = part[part["day"].isin(starts[i : i + days])]
-            result = paired_auc(
-                window["label"].to_numpy(),
-                window[f"{a}_probability"].to_numpy(),
-                window[f"{b}_probability"].to_numpy(),
-            )
+            y = window["label"].to_numpy()
+            first = window[f"{a}_probability"].to_numpy()
+            second = window[f"{b}_probability"].to_numpy()
+            result = paired_auc(y, first, second)
             if result.difference is None or result.ci_high is None or result.ci_low is None:
                 continue
             se = (result.ci_high - result.ci_low) / (2 * Z_95)
-            rows.append((month, result.difference, se, len(window)))
-    return pd.DataFrame(rows, columns=["month", "difference", "se", "flights"])
+            by_day = clustered_auc(y, first, second, window["day"].to_numpy())
+            rows.append((month, result.difference, se, len(window), by_day.ci_low, by_day.ci_high))
+    columns = ["month", "difference", "se", "flights", "day_low", "day_high"]
+    return pd.DataFrame(rows, columns=columns)
 
 
-def calibration_row(windows: pd.DataFrame) -> tuple[int, float, float, float, float, float]:
+def calibration_row(
+    windows: pd.DataFrame,
+) -> tuple[int, float, float, float, float, float, float | None]:
     count = windows.groupby("month")["difference"].transform("count")
     windows = windows[count > 1]
     count = count[count > 1]
@@ -63,7 +68,11 @@ def calibration_row(windows: pd.DataFrame) -> tuple[int, float, float, float, fl
     residual = (windows["difference"] - month_mean) * np.sqrt(count / (count - 1))
     spread, se = float(residual.std()), float(windows["se"].mean())
     beyond = float((residual.abs() > Z_95 * windows["se"]).mean())
-    return len(windows), float(windows["flights"].mean()), se, spread, spread / se, beyond
+    # The CI over days, checked against the same month's mean.
+    judged = windows["day_low"].notna()
+    outside = ((month_mean < windows["day_low"]) | (month_mean > windows["day_high"]))[judged]
+    missed = float(outside.mean()) if judged.any() else None
+    return len(windows), float(windows["flights"].mean()), se, spread, spread / se, beyond, missed
 
 
 def main() -> int:
@@ -80,14 +89,15 @@ def main() -> int:
         parser.error(f"{args.data_dir} holds no finished simulation with static and naive arms")
     table = Table(title="naive minus static ROC-AUC, windows within a month")
     for column in ("window", "windows", "flights each", "DeLong SE", "observed SD", "ratio",
-                   "beyond 1.96 SE"):  # fmt: skip
+                   "beyond 1.96 SE", "outside the CI over days"):  # fmt: skip
         table.add_column(column, justify="right")
     for days in (int(d) for d in args.days.split(",")):
-        n, flights, se, spread, ratio, beyond = calibration_row(
+        n, flights, se, spread, ratio, beyond, missed = calibration_row(
             window_differences(frame, days, "static", "naive")
         )
         table.add_row(f"{days} d", f"{n}", f"{flights:,.0f}", f"{se:.4f}", f"{spread:.4f}",
-                      f"{ratio:.2f}x", f"{beyond:.0%}")  # fmt: skip
+                      f"{ratio:.2f}x", f"{beyond:.0%}",
+                      "-" if missed is None else f"{missed:.0%}")  # fmt: skip
     Console().print(table)
     return 0
 

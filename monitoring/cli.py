@@ -512,6 +512,7 @@ def _cmd_compare_models(args: argparse.Namespace, settings: Settings) -> int:
             min_labels=args.min_labels,
             resamples=args.resamples,
             seed=args.seed,
+            ci_unit=args.ci_unit,
             predictions_dir=args.predictions_dir,
         )
     except ComparisonInputError as err:
@@ -911,8 +912,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="champion vs challenger on the same live flights, with paired 95%% CIs",
         description="Joins both models' logged predictions on the flights both scored with "
         "the outcomes knowable at the clock's now; ROC-AUC, log loss and Brier per model, "
-        "overall, per carrier and origin and per day, and the paired difference (DeLong for "
-        "ROC-AUC, a seeded paired bootstrap for the others). Writes compare_models.json and "
+        "overall, per carrier and origin and per day, and the paired difference (for ROC-AUC "
+        "a CI over days, see --ci-unit; a seeded paired bootstrap for the others). Writes "
+        "compare_models.json and "
         ".html; exits 3 when the challenger is worse (ROC-AUC CI below zero).",
     )
     p.add_argument("--challenger", required=True, help="the challenger's tag (or bare version)")
@@ -931,6 +933,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--ci-unit",
+        choices=("day", "flight"),
+        default="day",
+        help="ROC-AUC's CI: day (a jackknife over 24-hour blocks, for flights that share a "
+        "day's weather; needs 3 days) or flight (DeLong's, flights independent) (default day)",
+    )
     p.add_argument(
         "--predictions-dir",
         type=Path,

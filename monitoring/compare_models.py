@@ -10,6 +10,13 @@ simulated clock), and compares them overall, per slice (carrier, origin) and
 per day: ROC-AUC, log loss and Brier per model, and the paired difference
 (challenger minus champion) with a 95% CI (``monitoring.paired``).
 
+ROC-AUC's CI takes the day as its unit by default (``ci_unit="day"``): flights
+are grouped in consecutive 24-hour blocks from the window's start and
+``monitoring.paired.clustered_auc`` resamples the blocks, because the noise of
+live flights is mostly between days. ``ci_unit="flight"`` is DeLong's interval,
+which treats flights as independent and is two to four times too narrow on
+the bundled year. The per-day rows use DeLong's within their day.
+
 The verdict follows ROC-AUC: *better* or *worse* when its CI excludes zero on
 at least ``min_labels`` labelled flights, else *not yet known*.
 """
@@ -34,6 +41,12 @@ from monitoring.paired import METRICS, PairedMetric, compare_pair
 BETTER, WORSE, UNKNOWN = "better", "worse", "not yet known"
 SLICE_KINDS = ("carrier", "origin")
 DEFAULT_LOOKBACK = timedelta(days=30)
+CI_UNITS = ("day", "flight")
+AUC_METHODS = {
+    "day": "delete-one-day jackknife of the paired difference (24-hour blocks from the "
+    "window's start), never narrower than DeLong's, Student's t on days - 1",
+    "flight": "DeLong paired variance (flights independent)",
+}
 
 
 class ComparisonInputError(ValueError):
@@ -69,6 +82,7 @@ class Comparison:
     min_labels: int
     resamples: int
     seed: int
+    ci_unit: str
     overall: SliceComparison
     slices: tuple[SliceComparison, ...]
     daily: tuple[SliceComparison, ...]
@@ -93,9 +107,14 @@ class Comparison:
             "failed": self.failed,
             "window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
             "now": self.now.isoformat(),
-            "policy": {"min_labels": self.min_labels, "metric": "roc_auc", "ci": 0.95},
+            "policy": {
+                "min_labels": self.min_labels,
+                "metric": "roc_auc",
+                "ci": 0.95,
+                "ci_unit": self.ci_unit,
+            },
             "method": {
-                "roc_auc": "DeLong paired variance",
+                "roc_auc": AUC_METHODS[self.ci_unit],
                 "log_loss": f"paired bootstrap over flights, {self.resamples} resamples, "
                 f"seed {self.seed}",
                 "brier": f"paired bootstrap over flights, {self.resamples} resamples, "
@@ -117,9 +136,15 @@ def verdict_of(metrics: dict[str, PairedMetric], labelled: int, min_labels: int)
 
 
 def compare_slice(
-    name: str, rows: pd.DataFrame, min_labels: int, resamples: int, seed: int
+    name: str,
+    rows: pd.DataFrame,
+    min_labels: int,
+    resamples: int,
+    seed: int,
+    by_day: bool = False,
 ) -> SliceComparison:
-    """``rows``: paired flights with ``champion``, ``challenger`` and ``label`` (NaN = unknown)."""
+    """``rows``: paired flights with ``champion``, ``challenger`` and ``label`` (NaN = unknown);
+    ``by_day``: ROC-AUC's CI over the rows' ``block`` (their day), else over flights."""
     known = rows[rows["label"].notna()]
     y = known["label"].to_numpy(dtype=np.int64)
     metrics = compare_pair(
@@ -128,6 +153,7 @@ def compare_slice(
         known["challenger"].to_numpy(dtype=np.float64),
         resamples,
         seed,
+        clusters=known["block"].to_numpy() if by_day else None,
     )
     return SliceComparison(
         slice=name,
@@ -187,13 +213,18 @@ def compare(
     min_labels: int = 200,
     resamples: int = 1000,
     seed: int = 0,
+    ci_unit: str = "day",
     roles: dict[str, int] | None = None,
     notes: tuple[str, ...] = (),
 ) -> Comparison:
     """``paired`` (:func:`pair_predictions`) with ``label`` and the slice columns joined."""
+    if ci_unit not in CI_UNITS:
+        raise ValueError(f"ci_unit must be one of {', '.join(CI_UNITS)}, not {ci_unit!r}")
+    times = paired["prediction_time"].dt.tz_convert(UTC)
+    paired = paired.assign(block=(times - pd.Timestamp(window[0])) // pd.Timedelta(days=1))
 
-    def judge(name: str, rows: pd.DataFrame) -> SliceComparison:
-        return compare_slice(name, rows, min_labels, resamples, seed)
+    def judge(name: str, rows: pd.DataFrame, by_day: bool = ci_unit == "day") -> SliceComparison:
+        return compare_slice(name, rows, min_labels, resamples, seed, by_day)
 
     slices = []
     for kind in SLICE_KINDS:
@@ -202,8 +233,8 @@ def compare(
         # Flights without a departure record (cancelled: never labelled) count overall only.
         for key, rows in paired.dropna(subset=[kind]).groupby(kind, sort=True):
             slices.append(judge(f"{kind}={key}", rows))
-    days = paired["prediction_time"].dt.tz_convert(UTC).dt.strftime("%Y-%m-%d")
-    daily = [judge(str(day), rows) for day, rows in paired.groupby(days, sort=True)]
+    days = times.dt.strftime("%Y-%m-%d")
+    daily = [judge(str(day), rows, False) for day, rows in paired.groupby(days, sort=True)]
     return Comparison(
         challenger=challenger,
         champions=tuple(sorted(paired["champion_tag"].astype(str).unique())),
@@ -212,6 +243,7 @@ def compare(
         min_labels=min_labels,
         resamples=resamples,
         seed=seed,
+        ci_unit=ci_unit,
         overall=judge("all", paired),
         slices=tuple(slices),
         daily=tuple(daily),
@@ -236,6 +268,7 @@ def compare_models(
     min_labels: int = 200,
     resamples: int = 1000,
     seed: int = 0,
+    ci_unit: str = "day",
     predictions_dir: Path | None = None,
 ) -> Comparison:
     """Read the logs and outcomes for ``window`` and compare ``challenger`` with the champion."""
@@ -276,7 +309,8 @@ def compare_models(
         notes.append(f"the window ends after now ({now.isoformat()}): later outcomes are unknown")
     roles = {str(k): int(v) for k, v in mine["role"].value_counts().items()}
     return compare(paired, challenger, (start, end), now, min_labels=min_labels,
-                   resamples=resamples, seed=seed, roles=roles, notes=tuple(notes))  # fmt: skip
+                   resamples=resamples, seed=seed, ci_unit=ci_unit, roles=roles,
+                   notes=tuple(notes))  # fmt: skip
 
 
 def comparison_dir(settings: Settings) -> Path:

@@ -11,7 +11,7 @@ from matplotlib import dates
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from monitoring.compare_models import BETTER, WORSE, Comparison, SliceComparison
+from monitoring.compare_models import AUC_METHODS, BETTER, WORSE, Comparison, SliceComparison
 from monitoring.paired import METRICS, PairedMetric
 
 CHAMPION_COLOR = "#4c72b0"
@@ -141,8 +141,9 @@ tr.worse td:last-child {{ color: #b22222; font-weight: bold; }}
 {result.window[0].isoformat()} .. {result.window[1].isoformat()}, outcomes known at
 {result.now.isoformat()}. {result.overall.labelled:,} labelled of
 {result.overall.flights:,} flights scored by both. Differences are challenger minus
-champion; ROC-AUC's CI is DeLong's paired one, log loss and Brier a paired bootstrap over
-flights ({result.resamples} resamples, seed {result.seed}). A verdict needs at least
+champion; ROC-AUC's CI: {html.escape(AUC_METHODS[result.ci_unit])} (per day: DeLong's),
+log loss and Brier a paired bootstrap over flights ({result.resamples} resamples, seed
+{result.seed}). A verdict needs at least
 {result.min_labels} labelled flights and a ROC-AUC CI that excludes zero.</p>
 <ul>{notes}</ul>
 <h2>Daily metrics</h2>

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from monitoring.compare_models import BETTER, UNKNOWN, WORSE, compare
-from monitoring.paired import bootstrap_means, compare_pair, paired_auc
+from monitoring.paired import bootstrap_means, clustered_auc, compare_pair, paired_auc
 
 
 def scores(n: int, seed: int, noise_a: float, noise_b: float):
@@ -99,3 +99,73 @@ def test_too_few_labels_is_not_yet_known() -> None:
     result = compare(frame, "flight_delay:b", window, window[1], min_labels=200, resamples=200)
     assert result.overall.labelled == 150 and result.overall.flights == 3000
     assert result.verdict == UNKNOWN
+
+
+def days_of_flights(days: int, per_day: int, seed: int, day_effect: float):
+    """Labels and two models' probabilities over ``days`` days. Which model ranks a day's
+    flights better changes from day to day by ``day_effect`` (a day's weather favours one),
+    and neither is better on average: the true difference is 0."""
+    rng = np.random.default_rng(seed)
+    ys, a_all, b_all, day_of = [], [], [], []
+    for day in range(days):
+        tilt = rng.normal(scale=day_effect)
+        signal = rng.normal(size=per_day)
+        y = (signal + rng.normal(scale=0.8, size=per_day) > 0.8).astype(int)
+        noise_a, noise_b = max(0.05, 0.8 + tilt), max(0.05, 0.8 - tilt)
+        a_all.append(signal + rng.normal(scale=noise_a, size=per_day))
+        b_all.append(signal + rng.normal(scale=noise_b, size=per_day))
+        ys.append(y)
+        day_of.append(np.full(per_day, day))
+    return np.concatenate(ys), np.concatenate(a_all), np.concatenate(b_all), np.concatenate(day_of)
+
+
+def test_the_interval_over_days_holds_its_level_where_delongs_does_not() -> None:
+    # The case the live gate meets: three days of flights whose noise is mostly between
+    # days. DeLong's interval, which counts flights, calls "significant" what is the day.
+    windows = 200
+    wrong = {"delong": 0, "days": 0}
+    for seed in range(windows):
+        y, a, b, days = days_of_flights(3, 900, seed, day_effect=0.15)
+        flights, by_day = paired_auc(y, a, b), clustered_auc(y, a, b, days)
+        wrong["delong"] += not flights.ci_low <= 0 <= flights.ci_high
+        wrong["days"] += not by_day.ci_low <= 0 <= by_day.ci_high
+        assert by_day.difference == flights.difference  # the same pooled difference
+        assert by_day.ci_high - by_day.ci_low >= flights.ci_high - flights.ci_low
+    assert wrong["delong"] / windows > 0.3, wrong  # 44% on these seeds: 2.6x too narrow
+    assert wrong["days"] / windows < 0.09, wrong
+
+
+def test_without_a_day_effect_the_interval_over_days_still_covers() -> None:
+    wrong = 0
+    for seed in range(100):
+        y, a, b, days = days_of_flights(4, 600, 1000 + seed, day_effect=0.0)
+        result = clustered_auc(y, a, b, days)
+        wrong += not result.ci_low <= 0 <= result.ci_high
+    assert wrong / 100 < 0.09
+
+
+def test_a_model_at_chance_is_clearly_worse_in_three_days_and_unjudged_in_two() -> None:
+    y, a, _, days = days_of_flights(3, 900, 7, day_effect=0.25)
+    chance = np.random.default_rng(8).random(len(y))
+    worse = clustered_auc(y, a, chance, days)
+    assert worse.method == "day jackknife" and worse.ci_high < -0.1
+    first_two = days < 2
+    early = clustered_auc(y[first_two], a[first_two], chance[first_two], days[first_two])
+    assert early.difference is not None and early.ci_low is None and early.ci_high is None
+
+
+def test_the_comparison_groups_flights_in_days_from_the_window_start() -> None:
+    y, a, b, _ = days_of_flights(4, 300, 9, day_effect=0.25)
+    frame = paired_frame(y, a, b)  # 1,200 flights five minutes apart: about 4.2 days
+    window = (pd.Timestamp("2013-02-01", tz="UTC"), pd.Timestamp("2013-03-01", tz="UTC"))
+    by_day = compare(frame, "flight_delay:b", window, window[1], resamples=200)
+    by_flight = compare(frame, "flight_delay:b", window, window[1], resamples=200,
+                        ci_unit="flight")  # fmt: skip
+    auc_day, auc_flight = by_day.overall.metrics["roc_auc"], by_flight.overall.metrics["roc_auc"]
+    assert auc_day.method == "day jackknife" and auc_flight.method == "delong"
+    assert auc_day.difference == auc_flight.difference
+    assert by_day.to_dict()["policy"]["ci_unit"] == "day"
+    # A day's own row has one block, so it keeps DeLong's interval within the day.
+    assert {d.metrics["roc_auc"].method for d in by_day.daily} == {"delong"}
+    with pytest.raises(ValueError, match="ci_unit"):
+        compare(frame, "flight_delay:b", window, window[1], ci_unit="hour")
