@@ -455,6 +455,7 @@ class Controller:
                 (since, now),
                 min_labels=min_labels,
                 resamples=self.policy.promotion.resamples,
+                ci_unit=self.policy.promotion.ci_unit,
             )
         except ComparisonInputError:
             return None
@@ -479,8 +480,9 @@ class Controller:
             return
         promotion = policy.promotion
         comparison = self._compare(rollout.challenger, since, now, promotion.min_labels)
+        not_worse = promotion.rule == "not_worse"
         gate = GateConfig(
-            min_gain=promotion.min_auc_gain,
+            min_gain=promotion.refuse_below if not_worse else promotion.min_auc_gain,
             max_slice_drop=promotion.max_slice_drop,
             min_slice_rows=promotion.min_slice_rows,
         )
@@ -491,6 +493,8 @@ class Controller:
             "labelled": labelled,
             "roc_auc_gain": auc.get("difference"),
             "ci": [auc.get("ci_low"), auc.get("ci_high")],
+            "ci_unit": promotion.ci_unit,
+            "rule": promotion.rule,
             "mode": rollout.mode,
             "days": round(age, 2),
         }
@@ -512,7 +516,8 @@ class Controller:
                     result, "extend", now, "waiting for labels", None, rollout.challenger, evidence
                 )
             return
-        passed, reasons = live_gate(document, gate)
+        max_loss = promotion.max_auc_loss if not_worse else None
+        passed, reasons = live_gate(document, gate, promotion.rule, max_loss)
         evidence["reasons"] = reasons
         if passed and rollout.mode == "shadow" and policy.rollout.canary_percent > 0:
             start(
@@ -534,6 +539,8 @@ class Controller:
                 document,
                 watch=timedelta(days=policy.rollback.watch_days),
                 reason=f"lifecycle ({policy.name}): paired live evidence",
+                rule=promotion.rule,
+                max_loss=max_loss,
             )
             self._decide(
                 result,
@@ -545,7 +552,9 @@ class Controller:
                 {**evidence, "outcome": outcome.action, "replaced": champion_tag},
             )
             return
-        clearly_worse = auc["ci_high"] < promotion.refuse_below
+        clearly_worse = auc["ci_high"] < promotion.refuse_below or (
+            max_loss is not None and -auc["difference"] > max_loss
+        )
         if clearly_worse or give_up:
             stop(self.settings, reason=f"lifecycle: refused: {'; '.join(reasons)}")
             self._decide(
@@ -575,6 +584,7 @@ class Controller:
                 "labelled": comparison.overall.labelled,
                 "old_minus_new_roc_auc": auc.get("difference"),
                 "ci": [low, auc.get("ci_high")],
+                "ci_unit": self.policy.promotion.ci_unit,
                 "old": rollout.challenger,
                 "new": champion_tag,
             }

@@ -91,13 +91,33 @@ class RolloutPolicy(_Strict):
 
 class Promotion(_Strict):
     min_labels: int = Field(1000, ge=1, description="labelled paired flights before a verdict")
+    ci_unit: Literal["day", "flight"] = Field(
+        "day",
+        description="the unit of the ROC-AUC gain's 95% CI, for promotion and rollback alike: "
+        "day (a jackknife over 24-hour blocks, Student's t; needs 3 days) or flight (DeLong's, "
+        "flights independent: two to four times too narrow for flights that share a day)",
+    )
+    rule: Literal["not_worse", "non_inferior"] = Field(
+        "not_worse",
+        description="not_worse: once shadow_days are over, promote unless the CI's upper "
+        "bound is below refuse_below; non_inferior: promote when its lower bound exceeds "
+        "min_auc_gain, extend while it does not",
+    )
     min_auc_gain: float = Field(
         -0.01,
-        description="the 95% CI's lower bound of the ROC-AUC gain must exceed this; a small "
-        "negative margin is a non-inferiority test (a fresher model is expected to be better)",
+        description="non_inferior: the 95% CI's lower bound of the ROC-AUC gain must exceed "
+        "this; a small negative margin is a non-inferiority test",
     )
     refuse_below: float = Field(
         0.0, description="refuse at once when the CI's upper bound is below this"
+    )
+    max_auc_loss: float | None = Field(
+        0.04,
+        ge=0,
+        description="not_worse: refuse when the ROC-AUC gain itself is below minus this, "
+        "whatever the CI (three days are too few for a CI over days to condemn even a model "
+        "at chance); about two standard deviations of a 3-day difference between two sound "
+        "models (bench/paired_ci_calibration.py). None: the CI alone",
     )
     max_slice_drop: float = Field(0.05, ge=0, description="no slice may lose more ROC-AUC")
     min_slice_rows: int = Field(500, ge=1)

@@ -149,36 +149,58 @@ class LiveGateResult:
         return asdict(self)
 
 
-def live_gate(comparison: dict[str, Any], config: GateConfig) -> tuple[bool, list[str]]:
+NON_INFERIOR, NOT_WORSE = "non_inferior", "not_worse"
+LIVE_RULES = (NON_INFERIOR, NOT_WORSE)
+
+
+def live_gate(
+    comparison: dict[str, Any],
+    config: GateConfig,
+    rule: str = NON_INFERIOR,
+    max_loss: float | None = None,
+) -> tuple[bool, list[str]]:
     """The gate on a compare-models result (its JSON document).
 
-    The lower bound of the 95% CI of the ROC-AUC gain must exceed ``min_gain``;
-    no slice with at least ``min_slice_rows`` labelled flights may lose more
-    than ``max_slice_drop`` ROC-AUC (point estimate of the paired difference).
+    ``non_inferior``: the lower bound of the 95% CI of the ROC-AUC gain must exceed
+    ``min_gain``. ``not_worse``: its upper bound must not lie below ``min_gain``, so the
+    challenger passes unless the evidence shows it worse (for an interval as wide as the
+    noise of a few days, the only test a sound, fresher model can pass), and the gain
+    itself must not fall below ``-max_loss``: three days are too few for a CI over days to
+    condemn even a model at chance, whose loss is nonetheless plain. Either way no
+    slice with at least ``min_slice_rows`` labelled flights may lose more than
+    ``max_slice_drop`` ROC-AUC (point estimate of the paired difference).
     """
+    if rule not in LIVE_RULES:
+        raise ValueError(f"the live gate's rule is one of {', '.join(LIVE_RULES)}, not {rule!r}")
     reasons: list[str] = []
     overall = comparison["overall"]
     auc = overall["metrics"].get("roc_auc")
     passed = True
+    flights = f"({overall['labelled']:,} labelled flights)"
     if auc is None or auc.get("ci_low") is None:
         passed = False
         reasons.append(
             f"no ROC-AUC gain to judge on {overall['labelled']} labelled flights "
-            "(both classes needed)"
-        )
-    elif auc["ci_low"] > config.min_gain:
-        reasons.append(
-            f"ROC-AUC gain {auc['difference']:+.4f}, 95% CI [{auc['ci_low']:+.4f}, "
-            f"{auc['ci_high']:+.4f}], lower bound above {config.min_gain} "
-            f"({overall['labelled']:,} labelled flights)"
+            "(both classes, and for a CI over days three days, needed)"
         )
     else:
-        passed = False
-        reasons.append(
-            f"ROC-AUC gain {auc['difference']:+.4f}, 95% CI [{auc['ci_low']:+.4f}, "
-            f"{auc['ci_high']:+.4f}]: the lower bound does not exceed {config.min_gain} "
-            f"({overall['labelled']:,} labelled flights)"
-        )
+        gain = (f"ROC-AUC gain {auc['difference']:+.4f}, 95% CI [{auc['ci_low']:+.4f}, "
+                f"{auc['ci_high']:+.4f}]")  # fmt: skip
+        if rule == NON_INFERIOR and auc["ci_low"] > config.min_gain:
+            reasons.append(f"{gain}, lower bound above {config.min_gain} {flights}")
+        elif rule == NON_INFERIOR:
+            passed = False
+            reasons.append(f"{gain}: the lower bound does not exceed {config.min_gain} {flights}")
+        elif auc["ci_high"] < config.min_gain:
+            passed = False
+            reasons.append(f"{gain}: worse, the upper bound is below {config.min_gain} {flights}")
+        elif max_loss is not None and -auc["difference"] > max_loss:
+            passed = False
+            reasons.append(f"{gain}: loses more than {max_loss} {flights}")
+        else:
+            reasons.append(f"{gain}: not shown worse, upper bound not below {config.min_gain}"
+                           + (f", loss within {max_loss}" if max_loss is not None else "")
+                           + f" {flights}")  # fmt: skip
     judged, worse = 0, []
     for part in comparison["slices"]:
         slice_auc = part["metrics"].get("roc_auc")
@@ -210,8 +232,11 @@ def promote_live(
     watch: timedelta | None = None,
     reason: str | None = None,
     user: str | None = None,
+    rule: str = NON_INFERIOR,
+    max_loss: float | None = None,
 ) -> tuple[Outcome, LiveGateResult, Rollout | None]:
-    """Promote the challenger ``tag`` if the paired live comparison passes the gate.
+    """Promote the challenger ``tag`` if the paired live comparison passes the gate
+    (:func:`live_gate` under ``rule``).
 
     ``comparison`` is what ``monitoring.compare_models`` produced for ``tag``
     (also written to ``evidence_path``). The previous champion then stays in
@@ -231,13 +256,13 @@ def promote_live(
             raise RolloutRefused(
                 f"the live comparison is about {comparison.get('challenger')}, not {candidate.tag}"
             )
-        passed, reasons = live_gate(comparison, config)
+        passed, reasons = live_gate(comparison, config, rule, max_loss)
         gate = LiveGateResult(
             passed=passed,
             reasons=reasons,
             candidate=candidate.tag,
             champion=current.tag,
-            config=asdict(config),
+            config={**asdict(config), "rule": rule, "max_loss": max_loss},
             evidence=_evidence(comparison, evidence_path),
         )
         if not passed:

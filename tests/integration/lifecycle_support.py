@@ -20,14 +20,15 @@ START = date(2013, 3, 1)
 # The CLI's default tick: half the feature steps of an hourly one, for the same decisions.
 STEP = timedelta(hours=2)
 CHAMPION_FIT_END = date(2013, 2, 14)
-# Small-data settings: a one-day shadow judged on a few hundred flights, a 30-day reference.
+# Small-data settings: a 30-day reference, verdicts on a few hundred flights. The gate's CI
+# is the default's, over days, so a verdict needs three days: the shadow lasts three.
 TEST_POLICY: dict[str, Any] = {
     "name": "test",
     "triggers": {"max_age_days": 10, "cooldown_days": 1, "on_drift": False},
     "window": {"validation_days": 2, "reference_days": 30},
-    "rollout": {"shadow_days": 1, "max_shadow_days": 3},
+    "rollout": {"shadow_days": 3, "max_shadow_days": 5},
     "promotion": {"min_labels": 300, "min_slice_rows": 150, "resamples": 200},
-    "rollback": {"watch_days": 4, "min_labels": 300},
+    "rollback": {"watch_days": 5, "min_labels": 300},
     "monitoring": {"performance_min_labels": 300},
 }
 

@@ -67,12 +67,13 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
         settings,
         test_policy,
         START,
-        START + timedelta(days=2),
+        START + timedelta(days=3),
         baselines={"naive": naive},
         step=STEP,
     )
 
-    # Retrained on March 1 (the champion was 15 days old), shadowed, promoted on live evidence.
+    # Retrained on March 1 (the champion was 15 days old), shadowed for three days, promoted
+    # on live evidence: not shown worse on a CI over those days.
     decisions = [d["action"] for d in run.decisions]
     assert decisions[:2] == ["retrain", "shadow_start"], run.decisions
     assert "promote" in decisions, run.decisions
@@ -80,6 +81,8 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     assert champion != static
     promoted = next(d for d in run.decisions if d["action"] == "promote")
     assert promoted["tag"] == champion and promoted["evidence"]["labelled"] >= 300
+    assert promoted["evidence"]["ci_unit"] == "day" and promoted["evidence"]["rule"] == "not_worse"
+    assert promoted["evidence"]["ci"][1] >= 0  # not shown worse
     watch = read_rollout(settings)
     assert watch is not None and watch.challenger == static and watch.until is not None
     log = actions(settings)
@@ -94,7 +97,7 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
 
     # Every scheduled flight was served once, and scored by every arm on the same features.
     ledger = read_ledger(settings)
-    assert set(ledger["flight_id"]) == scheduled(settings, 3)
+    assert set(ledger["flight_id"]) == scheduled(settings, 4)
     assert ledger["static_probability"].notna().all()
     assert ledger["naive_probability"].notna().all()
     assert (ledger["static_tag"] == static).all()
@@ -109,7 +112,8 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     assert after == before
 
     # Force a bad promotion: a challenger blind to every delay history, crowned on forged
-    # evidence. The loop must roll it back within the watch period, saying why.
+    # evidence. The loop must roll it back within the watch period, saying why: once three
+    # 24-hour blocks from the promotion hold labelled flights, at the check of March 8.
     now = datetime.fromisoformat(state.last_tick)
     from monitoring.registry import champion as current
 
@@ -131,8 +135,8 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     rest = simulate(
         settings,
         test_policy,
-        START + timedelta(days=3),
-        START + timedelta(days=5),
+        START + timedelta(days=4),
+        START + timedelta(days=7),
         baselines={"naive": naive},
         step=STEP,
     )
@@ -178,7 +182,7 @@ def test_a_sabotaged_challenger_never_serves_beyond_its_canary_share(loop_dir: S
     assert sabotaged, decisions
     assert not sabotaged & set(champions(settings)), decisions
     assert champions(settings) == [static]
-    assert any(action == "refuse" for action, _ in decisions), decisions
+    assert any(action == "refuse" for action, _ in decisions), run.decisions
     # Shadow answers nothing; a canary at most its share, and only once it passed shadow.
     ledger = read_ledger(settings)
     answered = ledger[ledger["model_tag"].isin(sabotaged)]

@@ -1,0 +1,61 @@
+"""training.rollout.live_gate: the promotion rules on a compare-models document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from training.promotion import GateConfig
+from training.rollout import NON_INFERIOR, NOT_WORSE, live_gate
+
+
+def document(
+    difference: float | None, low: float | None, high: float | None, slices: int = 0
+) -> dict[str, Any]:
+    auc = {"difference": difference, "ci_low": low, "ci_high": high}
+    return {
+        "overall": {"labelled": 2500, "metrics": {"roc_auc": auc}},
+        "slices": [
+            {"slice": "carrier=UA", "labelled": 800, "metrics": {"roc_auc": {"difference": -0.2}}}
+        ][:slices],
+    }
+
+
+@pytest.mark.parametrize(
+    ("difference", "low", "high", "non_inferior", "not_worse"),
+    [
+        (+0.010, +0.004, +0.016, True, True),  # better on any reading
+        (+0.005, -0.035, +0.045, False, True),  # a CI over days: unknown, so not shown worse
+        (-0.020, -0.060, +0.020, False, True),  # a small loss within the noise
+        (-0.030, -0.050, -0.010, False, False),  # worse: the whole CI below zero
+        (-0.240, -0.528, +0.050, False, False),  # a model at chance over three days
+    ],
+)
+def test_the_two_rules_on_the_same_evidence(
+    difference: float, low: float, high: float, non_inferior: bool, not_worse: bool
+) -> None:
+    evidence = document(difference, low, high)
+    assert live_gate(evidence, GateConfig(min_gain=-0.01), NON_INFERIOR)[0] is non_inferior
+    passed, reasons = live_gate(evidence, GateConfig(min_gain=0.0), NOT_WORSE, max_loss=0.04)
+    assert passed is not_worse, reasons
+
+
+def test_not_worse_without_a_loss_bound_trusts_the_interval_alone() -> None:
+    chance = document(-0.240, -0.528, +0.050)
+    assert live_gate(chance, GateConfig(min_gain=0.0), NOT_WORSE)[0]
+    passed, reasons = live_gate(chance, GateConfig(min_gain=0.0), NOT_WORSE, max_loss=0.04)
+    assert not passed and "loses more than 0.04" in reasons[0]
+
+
+def test_no_interval_yet_and_a_losing_slice_both_fail_either_rule() -> None:
+    for rule in (NON_INFERIOR, NOT_WORSE):
+        passed, reasons = live_gate(document(-0.01, None, None), GateConfig(), rule)
+        assert not passed and "three days" in reasons[0]
+        passed, reasons = live_gate(document(0.01, 0.0, 0.02, slices=1), GateConfig(), rule)
+        assert not passed and "carrier=UA -0.2000" in reasons[-1]
+
+
+def test_an_unknown_rule_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="superior"):
+        live_gate(document(0.0, -0.01, 0.01), GateConfig(), "superior")
