@@ -21,6 +21,9 @@ SERVE_DAYS ?= 3
 SERVE_PORT ?= 3000
 MONITOR_ARGS ?=
 PYTEST_ARGS ?=
+# Two processes, a test file in one at a time (its module fixtures built once); the
+# second gets its own redis-server (tests/conftest.py). PYTEST_WORKERS= runs one.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: help setup lock run features materialize schedule status serve dataset test test-code test-data lint format bench clean clean-data
 
@@ -93,8 +96,8 @@ bento: $(STAMP) ## build the service's Bento (bentofile.yaml); `bentoml serve fl
 dataset: $(STAMP) ## build the point-in-time training set for TRAIN_START..TRAIN_END
 	$(BIN)/python -m training build-dataset --start $(TRAIN_START) --end $(TRAIN_END)
 
-test: $(SPARK_STAMP) ## run every test (needs Redis on 127.0.0.1:6379, which .ci/run starts; installs the Spark extra)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(SPARK_STAMP) ## run every test, in two processes (needs Redis on 127.0.0.1:6379, which .ci/run starts)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check, format check and the type check (mypy, configured in pyproject.toml)
 	$(BIN)/ruff check .

@@ -69,8 +69,9 @@ def calibration_row(
     spread, se = float(residual.std()), float(windows["se"].mean())
     beyond = float((residual.abs() > Z_95 * windows["se"]).mean())
     # The CI over days, checked against the same month's mean.
-    judged = windows["day_low"].notna()
-    outside = ((month_mean < windows["day_low"]) | (month_mean > windows["day_high"]))[judged]
+    low, high = windows["day_low"].astype(float), windows["day_high"].astype(float)
+    judged = low.notna()
+    outside = ((month_mean < low) | (month_mean > high))[judged]
     missed = float(outside.mean()) if judged.any() else None
     return len(windows), float(windows["flights"].mean()), se, spread, spread / se, beyond, missed
 
