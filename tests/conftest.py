@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +19,8 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
+
+from tests.redis_server import OwnRedis
 
 PIPELINE_THROUGH = date(2013, 2, 28)
 TRAIN_START = date(2013, 1, 1)
@@ -45,43 +44,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_CACHE_HOME"] = str(scratch / "cache")
     if worker == "gw0":
         return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise pytest.UsageError("redis-server is not installed (apt-get install -y redis-server)")
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen(
-        [*argv, "--dir", str(scratch)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = OwnRedis(scratch)
+    server.start()
     config.stash[_REDIS] = server
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                message = f"{worker}: redis-server on port {port} did not start"
-                raise pytest.UsageError(message) from None
-            time.sleep(0.05)
-    os.environ["FEASTLINE_TEST_REDIS_PORT"] = str(port)
+    os.environ["FEASTLINE_TEST_REDIS_PORT"] = str(server.port)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     server = config.stash.get(_REDIS, None)
     if server is not None:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
     scratch = config.stash.get(_SCRATCH, None)
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-_REDIS = pytest.StashKey[subprocess.Popen]()
+_REDIS = pytest.StashKey[OwnRedis]()
 _SCRATCH = pytest.StashKey[Path]()
 
 

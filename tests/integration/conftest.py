@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,70 +10,13 @@ import pytest
 import redis
 
 from feature_repo.settings import Settings
+from tests.redis_server import OwnRedis
+from tests.redis_server import free_port as free_port  # the tests import it from here
 
 # The machine's Redis, which .ci/run starts. FEASTLINE_TEST_REDIS_PORT points the tests
 # at another server, so that two checkouts can run their suites side by side.
 MAIN_REDIS_PORT = int(os.environ.get("FEASTLINE_TEST_REDIS_PORT", "6379"))
 MAIN_REDIS = f"redis://127.0.0.1:{MAIN_REDIS_PORT}/{{db}}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_redis(url: str, up: bool, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
-            if up:
-                return
-        except redis.exceptions.RedisError:
-            if not up:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"redis at {url} did not become {'up' if up else 'down'}")
-
-
-class OwnRedis:
-    """A redis-server on a free loopback port that a test can stop and start."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_redis(self.url, up=True)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        wait_for_redis(self.url, up=False)
 
 
 @pytest.fixture()
