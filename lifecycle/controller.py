@@ -469,7 +469,7 @@ class Controller:
         result: TickResult,
     ) -> None:
         from training.promotion import GateConfig
-        from training.rollout import live_gate, promote_live, start, stop
+        from training.rollout import live_gate, promote_live, shown_worse, start, stop
 
         policy = self.policy
         since = datetime.fromisoformat(rollout.started_at)
@@ -552,10 +552,7 @@ class Controller:
                 {**evidence, "outcome": outcome.action, "replaced": champion_tag},
             )
             return
-        clearly_worse = auc["ci_high"] < promotion.refuse_below or (
-            max_loss is not None and -auc["difference"] > max_loss
-        )
-        if clearly_worse or give_up:
+        if shown_worse(auc, promotion.refuse_below, max_loss) or give_up:
             stop(self.settings, reason=f"lifecycle: refused: {'; '.join(reasons)}")
             self._decide(
                 result, "refuse", now, "; ".join(reasons), None, rollout.challenger, evidence

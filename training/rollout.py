@@ -153,6 +153,12 @@ NON_INFERIOR, NOT_WORSE = "non_inferior", "not_worse"
 LIVE_RULES = (NON_INFERIOR, NOT_WORSE)
 
 
+def shown_worse(auc: dict[str, Any], below: float, max_loss: float | None = None) -> bool:
+    """The evidence shows the challenger worse: the ROC-AUC gain's 95% CI lies below
+    ``below``, or the gain itself below ``-max_loss`` (``auc``: a compare-models metric)."""
+    return auc["ci_high"] < below or (max_loss is not None and -auc["difference"] > max_loss)
+
+
 def live_gate(
     comparison: dict[str, Any],
     config: GateConfig,
@@ -191,12 +197,13 @@ def live_gate(
         elif rule == NON_INFERIOR:
             passed = False
             reasons.append(f"{gain}: the lower bound does not exceed {config.min_gain} {flights}")
-        elif auc["ci_high"] < config.min_gain:
+        elif shown_worse(auc, config.min_gain, max_loss):
             passed = False
-            reasons.append(f"{gain}: worse, the upper bound is below {config.min_gain} {flights}")
-        elif max_loss is not None and -auc["difference"] > max_loss:
-            passed = False
-            reasons.append(f"{gain}: loses more than {max_loss} {flights}")
+            reasons.append(
+                f"{gain}: worse, the upper bound is below {config.min_gain} {flights}"
+                if shown_worse(auc, config.min_gain)
+                else f"{gain}: loses more than {max_loss} {flights}"
+            )
         else:
             reasons.append(f"{gain}: not shown worse, upper bound not below {config.min_gain}"
                            + (f", loss within {max_loss}" if max_loss is not None else "")
