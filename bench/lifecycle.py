@@ -128,6 +128,8 @@ def phase_table(summary: dict) -> Table:
     for name in PHASES:
         table.add_row(name, f"{phases[name]:,.0f}", f"{phases[name] / total:.0%}")
     table.add_row("total (wall)", f"{total:,.0f}", f"target 1,200 s: {total / 1200:.2f}x")
+    if beside := run.get("baseline_retrain_seconds"):
+        table.add_row("baseline retrains (beside the phases)", f"{beside:,.0f}", "")
     return table
 
 

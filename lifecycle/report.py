@@ -315,6 +315,7 @@ def write_report(
             "flights": run.flights,
             "wall_seconds": round(run.wall_seconds, 1),
             "phase_seconds": run.seconds.to_dict(),
+            "baseline_retrain_seconds": round(run.baseline_retrain_seconds, 1),
         }
     elif "run" in previous:
         summary["run"] = previous["run"]

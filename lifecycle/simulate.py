@@ -5,7 +5,9 @@ Every hour of simulated time (the replay's tick), in this order:
 1. the clock moves to the tick, and the controller ticks (:class:`Controller`):
    features up to now, and at the daily check time monitoring and decisions;
 2. the baseline arms retrain when their own policy says so (the naive monthly
-   policy by default), without touching the registry's stages or the rollout;
+   policy by default), without touching the registry's stages or the rollout. Such a
+   retrain runs in a thread beside the replay (see :class:`Arm`): the loop's own retrains
+   stay in the tick, as a deployment's would;
 3. the flights whose prediction time falls in this hour are scored by
    :class:`serving.predictor.Predictor`, the service's own scoring code, in
    process for speed, with the champion and any challenger the rollout names
@@ -14,7 +16,8 @@ Every hour of simulated time (the replay's tick), in this order:
    :class:`ServedDataLogger`;
 4. the baseline arms' models score the very same feature rows
    (:func:`serving.predictor.model_probabilities`), logged under the role
-   ``counterfactual``.
+   ``counterfactual``; while an arm retrains, its rows wait and are scored by the new
+   model once it is registered.
 
 Labels arrive as flights land: the raw layer's arrivals become knowable at
 landing, and the controller's monitoring reads only what is knowable at now.
@@ -32,6 +35,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -89,6 +93,9 @@ class SimulationRun:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     seconds: PhaseSeconds = field(default_factory=PhaseSeconds)
     wall_seconds: float = 0.0
+    # The baseline arms' retrains, beside the replay: not a phase (the phases add up to
+    # the wall time); the replay's waits for them are in ``seconds.training``.
+    baseline_retrain_seconds: float = 0.0
 
 
 def ledger_dir(settings: Settings) -> Path:
@@ -106,14 +113,33 @@ def hourly_ticks(start: date, end: date, lead: timedelta, step: timedelta) -> li
     return ticks
 
 
+@dataclass
+class Unscored:
+    """Flights an arm scores once its retrain is done: what it would have scored them on."""
+
+    flights: list[Any]
+    features: dict[str, list[Any]]
+    served_at: datetime
+    rows: list[dict[str, Any]]  # their ledger rows, completed then
+
+
 class Arm:
-    """A baseline that retrains by its own policy and only scores (never serves)."""
+    """A baseline that retrains by its own policy and only scores (never serves).
+
+    Nothing the loop does waits for a baseline, so its retrain runs in a thread beside
+    the replay (the fit and the training set's queries run outside the GIL): the flights
+    served meanwhile wait in ``unscored`` and the new model scores them once registered,
+    the very rows and probabilities a retrain inside the tick would have given.
+    """
 
     def __init__(self, name: str, policy: Policy | None, tag: str) -> None:
         self.name, self.policy, self.tag = name, policy, tag
         self.model: Any = None
         self.last_retrain: datetime | None = None
         self.fitted_through: datetime | None = None
+        self.retrain: Future[str] | None = None
+        self.retrain_started = 0.0
+        self.unscored: list[Unscored] = []
 
     def due(self, now: datetime) -> list[str]:
         """The arm's triggers at ``now``: its schedule and age (it has no live monitoring)."""
@@ -146,7 +172,7 @@ def simulate(
     """
     from monitoring.registry import RegistryLookupError, champion
     from serving.champion import load_champion
-    from serving.predictor import Predictor, model_probabilities
+    from serving.predictor import Predictor
     from serving.served_data import ServedDataLogger
 
     if end < start:
@@ -191,6 +217,25 @@ def simulate(
     client = httpx.Client(base_url=serve_url, timeout=30, headers=headers) if serve_url else None
     predictor: Predictor | None = None
     ledger: dict[date, list[dict[str, Any]]] = defaultdict(list)
+    beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline-retrain")
+
+    def adopt(arm: Arm, wait: bool) -> None:
+        """The arm's retrained model: it takes over, and scores the rows that waited."""
+        assert arm.retrain is not None and served is not None
+        if not wait and not arm.retrain.done():
+            return
+        arm.tag = arm.retrain.result()  # a failed retrain fails the run, as in the tick
+        arm.retrain = None
+        run.baseline_retrain_seconds += time.perf_counter() - arm.retrain_started
+        arm.model = load_champion(settings, arm.tag)
+        arm.fitted_through = fitted_through(_metadata(settings, arm.tag))
+        state = read_state(settings)
+        state.counterfactuals[arm.name] = arm.tag
+        write_state(settings, state)
+        for waiting in arm.unscored:
+            _score_arm(served, arm, waiting)
+        arm.unscored = []
+
     began = time.perf_counter()
     # Each tick's ingest and materialization log at DEBUG, as in a serving replay: the JSON
     # log file has them, the console the progress bar and the decisions.
@@ -222,13 +267,14 @@ def simulate(
             started = time.perf_counter()
             for arm in arms.values() if checking else ():  # the arms decide when the loop does
                 if fired := arm.due(tick):
-                    arm.tag = _train_arm(settings, arm, tick, "; ".join(fired), trainer)
-                    arm.model = load_champion(settings, arm.tag)
+                    if arm.retrain is not None:  # one retrain at a time per arm
+                        adopt(arm, wait=True)
                     arm.last_retrain = tick
-                    arm.fitted_through = fitted_through(_metadata(settings, arm.tag))
-                    state = read_state(settings)
-                    state.counterfactuals[arm.name] = arm.tag
-                    write_state(settings, state)
+                    arm.retrain_started = time.perf_counter()
+                    arm.retrain = beside.submit(
+                        _train_arm, settings, arm.name, arm.policy,
+                        _metadata(settings, arm.tag), tick, "; ".join(fired), trainer,
+                    )  # fmt: skip
             run.seconds.training += time.perf_counter() - started
             started = time.perf_counter()
             due = by_tick.get(tick, [])
@@ -245,15 +291,25 @@ def simulate(
                     predictor.reload()
                 if due:
                     flights = [flight_model(**f) for f in due]
-                    _serve(predictor, served, flights, arms, ledger, model_probabilities)
+                    _serve(predictor, served, flights, arms, ledger)
                     run.flights += len(flights)
-            if done == len(ticks) or ticks[done].date() != tick.date():  # the day's last tick
-                _write_ledger(settings, ledger)
+            for arm in arms.values():
+                if arm.retrain is not None and arm.retrain.done():
+                    adopt(arm, wait=False)
+            last_of_day = done == len(ticks) or ticks[done].date() != tick.date()
+            if last_of_day and not any(arm.unscored for arm in arms.values()):
+                _write_ledger(settings, ledger)  # whole days, every arm's column filled
             run.seconds.serving += time.perf_counter() - started
             run.ticks = done
             if on_tick:
                 on_tick(done, len(ticks), tick)
+        started = time.perf_counter()
+        for arm in arms.values():
+            if arm.retrain is not None:
+                adopt(arm, wait=True)
+        run.seconds.training += time.perf_counter() - started
     finally:
+        beside.shutdown(wait=True, cancel_futures=True)
         routine.__exit__(None, None, None)
         _write_ledger(settings, ledger)
         if served is not None:
@@ -280,19 +336,26 @@ def _prediction_ticks(
     return prediction_ticks(requests.scheduled_flights(day), requests.EVENT_TIME_FIELD, lead, step)
 
 
-def _train_arm(settings: Settings, arm: Arm, now: datetime, trigger: str, trainer: Trainer) -> str:
+def _train_arm(
+    settings: Settings,
+    name: str,
+    policy: Policy | None,
+    metadata: dict[str, Any],
+    now: datetime,
+    trigger: str,
+    trainer: Trainer,
+) -> str:
     """A baseline's retrain: registered as a candidate, never staged or rolled out."""
-    assert arm.policy is not None
-    metadata = _metadata(settings, arm.tag)
+    assert policy is not None
     origin = {
         "by": "lifecycle-simulation",
-        "arm": arm.name,
-        "policy": arm.policy.name,
+        "arm": name,
+        "policy": policy.name,
         "trigger": trigger,
         "now": now.isoformat(),
     }
-    tag = trainer(settings, arm.policy, now, metadata, origin)
-    log.info("baseline retrained", extra={"arm": arm.name, "tag": tag, "trigger": trigger})
+    tag = trainer(settings, policy, now, metadata, origin)
+    log.info("baseline retrained", extra={"arm": name, "tag": tag, "trigger": trigger})
     return tag
 
 
@@ -302,43 +365,54 @@ def _serve(
     flights: list[Any],
     arms: dict[str, Arm],
     ledger: dict[date, list[dict[str, Any]]],
-    model_probabilities: Callable[[Any, dict[str, list[Any]], int], list[float]],
 ) -> None:
     """Score as the service does (``/predict``), log as it does, and score the arms alike."""
     for i in range(0, len(flights), 1000):  # the service's request cap
         chunk = flights[i : i + 1000]
         scored = predictor.score(chunk)
         served.log_scored(chunk, scored)
-        arm_scores = {}
-        for name, arm in arms.items():
-            probabilities = model_probabilities(arm.model, scored.features, len(chunk))
-            arm_scores[name] = probabilities
-            served.log(
-                chunk,
-                scored.features,
-                arm.model.model_inputs,
-                probabilities,
-                scored.served_at,
-                arm.model.tag,
-                role=COUNTERFACTUAL,
-                profile=False,  # it scores the rows the champion's profile already holds
-            )
         challenger = scored.scores[1] if len(scored.scores) > 1 else None
+        rows = []
         for j, flight in enumerate(chunk):
             by = scored.answered_by[j]
-            row = {
-                "flight_id": flight.flight_id,
-                "served_at": scored.served_at,
-                "probability": scored.probabilities[j],
-                "model_tag": by.model.tag,
-                "role": by.role,
-                "challenger_tag": challenger.model.tag if challenger else None,
-                "challenger_role": challenger.role if challenger else None,
-            }
-            for name, probabilities in arm_scores.items():
-                row[f"{name}_probability"] = probabilities[j]
-                row[f"{name}_tag"] = arms[name].model.tag
-            ledger[scored.served_at.date()].append(row)
+            rows.append(
+                {
+                    "flight_id": flight.flight_id,
+                    "served_at": scored.served_at,
+                    "probability": scored.probabilities[j],
+                    "model_tag": by.model.tag,
+                    "role": by.role,
+                    "challenger_tag": challenger.model.tag if challenger else None,
+                    "challenger_role": challenger.role if challenger else None,
+                }
+            )
+        for arm in arms.values():
+            waiting = Unscored(chunk, scored.features, scored.served_at, rows)
+            if arm.retrain is not None:
+                arm.unscored.append(waiting)  # scored by the model being trained
+            else:
+                _score_arm(served, arm, waiting)
+        ledger[scored.served_at.date()].extend(rows)
+
+
+def _score_arm(served: Any, arm: Arm, rows: Unscored) -> None:
+    """``arm``'s model on the rows the champion was served, into the logs and the ledger."""
+    from serving.predictor import model_probabilities
+
+    probabilities = model_probabilities(arm.model, rows.features, len(rows.flights))
+    served.log(
+        rows.flights,
+        rows.features,
+        arm.model.model_inputs,
+        probabilities,
+        rows.served_at,
+        arm.model.tag,
+        role=COUNTERFACTUAL,
+        profile=False,  # it scores the rows the champion's profile already holds
+    )
+    for row, probability in zip(rows.rows, probabilities, strict=True):
+        row[f"{arm.name}_probability"] = probability
+        row[f"{arm.name}_tag"] = arm.model.tag
 
 
 def _serve_http(
