@@ -35,7 +35,7 @@ from typing import Any
 
 from feature_repo.atomic_io import append_json_line
 from feature_repo.settings import Settings
-from lifecycle.policy import Policy
+from lifecycle.policy import Policy, Rollback
 from lifecycle.state import Intent, LifecycleState, iso, read_state, write_state
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,24 @@ def retrain_triggers(
     if triggers.on_drift and drift_failed:
         fired.append("the drift policy failed")
     return fired
+
+
+def rollback_test(auc: dict[str, Any], rules: Rollback, final: bool) -> str | None:
+    """Why a watched champion goes back, or None. ``auc``: the old champion's paired ROC-AUC
+    gain over the new one (a compare-models metric); ``final``: the watch's last check.
+
+    ``ci`` when its 95% CI lies above ``max_auc_loss``, asked at the watch's end (or at
+    every check, ``confirm_at: every_check``); ``stop_loss`` when the gain itself exceeds
+    ``stop_loss``, at any check. No CI yet (fewer than three days with labels): neither.
+    """
+    low, loss = auc.get("ci_low"), auc.get("difference")
+    if low is None or loss is None:
+        return None
+    if (final or rules.confirm_at == "every_check") and low > rules.max_auc_loss:
+        return "ci"
+    if rules.stop_loss is not None and loss > rules.stop_loss:
+        return "stop_loss"
+    return None
 
 
 def fitted_through(metadata: dict[str, Any]) -> datetime | None:
@@ -565,27 +583,35 @@ class Controller:
     def _judge_watch(
         self, rollout: Any, champion_tag: str, now: datetime, result: TickResult
     ) -> None:
-        """The replaced champion is in shadow: roll back if the new one is worse."""
+        """The replaced champion is in shadow: roll back if the new one is worse.
+
+        Worse means, by default, a CI over the whole watch that shows it at the watch's
+        end, asked once so that it keeps its 95% level; or, at any check, a loss past
+        ``stop_loss``, for a champion too plainly broken to be left serving for a week.
+        """
         from training.promotion import rollback
         from training.rollout import clear_if_crowned, stop
 
         rules = self.policy.rollback
         since = datetime.fromisoformat(rollout.started_at)
+        final = not rollout.active_at(now)  # the watch's last check
         comparison = self._compare(rollout.challenger, since, now, rules.min_labels)
         if comparison is not None and comparison.overall.labelled >= rules.min_labels:
             auc = comparison.to_dict()["overall"]["metrics"].get("roc_auc") or {}
             # The shadowed model is the old champion: its gain over the new one is positive
             # when the new champion is worse.
-            low = auc.get("ci_low")
+            low, loss = auc.get("ci_low"), auc.get("difference")
+            test = rollback_test(auc, rules, final)
             evidence = {
                 "labelled": comparison.overall.labelled,
-                "old_minus_new_roc_auc": auc.get("difference"),
+                "old_minus_new_roc_auc": loss,
                 "ci": [low, auc.get("ci_high")],
                 "ci_unit": self.policy.promotion.ci_unit,
+                "test": test,
                 "old": rollout.challenger,
                 "new": champion_tag,
             }
-            if low is not None and low > rules.max_auc_loss:
+            if test is not None:
                 outcome = rollback(
                     self.settings,
                     reason="lifecycle: the new champion is worse "
@@ -593,18 +619,19 @@ class Controller:
                     evidence={"comparison": comparison.to_dict()},
                 )
                 clear_if_crowned(self.settings)
+                why = "its CI" if test == "ci" else f"past the stop loss {rules.stop_loss}"
                 self._decide(
                     result,
                     "rollback",
                     now,
-                    f"old champion better: {auc.get('difference'):+.4f} ROC-AUC, "
+                    f"old champion better: {loss:+.4f} ROC-AUC ({why}), "
                     f"95% CI [{low:+.4f}, {auc.get('ci_high'):+.4f}]",
                     None,
                     outcome.new_champion,
                     evidence,
                 )
                 return
-        if not rollout.active_at(now):
+        if final:
             stop(self.settings, reason="lifecycle: watch period over")
             self._decide(
                 result, "watch_end", now, "watch period over, no rollback", None, champion_tag

@@ -130,7 +130,21 @@ class Rollback(_Strict):
     max_auc_loss: float = Field(
         0.0,
         description="roll back when the new champion's ROC-AUC gain over the old one has a "
-        "95% CI entirely below minus this",
+        "95% CI entirely below minus this (judged when confirm_at says)",
+    )
+    confirm_at: Literal["watch_end", "every_check"] = Field(
+        "watch_end",
+        description="when the CI test above is asked: once, on the whole watch at its end "
+        "(a 95% CI keeps its level), or at every daily check (seven looks at a 95% CI roll a "
+        "sound champion back more often than one time in twenty)",
+    )
+    stop_loss: float | None = Field(
+        0.06,
+        gt=0,
+        description="at any check once the CI exists: roll back at once when the new "
+        "champion's ROC-AUC loss against the old one exceeds this, whatever the CI; 2.6 "
+        "standard deviations of a 3-day difference between two sound models, so that a "
+        "few daily looks stop a sound one about one time in forty. None: no early stop",
     )
 
 

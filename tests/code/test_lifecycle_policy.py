@@ -35,6 +35,8 @@ def test_the_shipped_policies_load_and_the_default_file_matches_the_code_default
         ("promotion: {rule: superior}", "promotion.rule"),
         ("promotion: {ci_unit: hour}", "promotion.ci_unit"),
         ("promotion: {max_auc_loss: -0.1}", "promotion.max_auc_loss"),
+        ("rollback: {confirm_at: sometimes}", "rollback.confirm_at"),
+        ("rollback: {stop_loss: 0}", "rollback.stop_loss"),
         ("- not a mapping", "expected a mapping"),
         ("triggers: [unclosed", "not valid YAML"),
     ],

@@ -1,4 +1,5 @@
-"""training.rollout.live_gate: the promotion rules on a compare-models document."""
+"""The promotion rules on a compare-models document (training.rollout.live_gate), and
+the loop's rollback test (lifecycle.controller.rollback_test)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,35 @@ def test_no_interval_yet_and_a_losing_slice_both_fail_either_rule() -> None:
 def test_an_unknown_rule_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="superior"):
         live_gate(document(0.0, -0.01, 0.01), GateConfig(), "superior")
+
+
+@pytest.mark.parametrize(
+    ("difference", "low", "final", "expected"),
+    [
+        (+0.008, +0.001, False, None),  # old better on its CI, mid-watch: asked at the end
+        (+0.008, +0.001, True, "ci"),  # the same at the watch's end
+        (+0.008, -0.004, True, None),  # at the end, within the noise: the new one stays
+        (+0.240, -0.050, False, "stop_loss"),  # a broken champion goes back at once
+        (+0.240, None, False, None),  # fewer than three days with labels: no verdict
+        (-0.010, -0.030, True, None),  # the new champion is the better one
+    ],
+)
+def test_rollback_asks_its_ci_once_and_stops_a_plain_loss_at_any_check(
+    difference: float, low: float | None, final: bool, expected: str | None
+) -> None:
+    from lifecycle.controller import rollback_test
+    from lifecycle.policy import Rollback
+
+    auc = {"difference": difference, "ci_low": low, "ci_high": None if low is None else 0.5}
+    assert rollback_test(auc, Rollback(), final) == expected
+
+
+def test_rollback_at_every_check_is_the_old_rule_and_the_stop_loss_can_be_off() -> None:
+    from lifecycle.controller import rollback_test
+    from lifecycle.policy import Rollback
+
+    shown = {"difference": 0.008, "ci_low": 0.001, "ci_high": 0.015}
+    assert rollback_test(shown, Rollback(confirm_at="every_check"), final=False) == "ci"
+    broken = {"difference": 0.24, "ci_low": -0.05, "ci_high": 0.53}
+    assert rollback_test(broken, Rollback(stop_loss=None), final=False) is None
+    assert rollback_test(broken, Rollback(stop_loss=None), final=True) is None
