@@ -102,6 +102,10 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     assert ledger["naive_probability"].notna().all()
     assert (ledger["static_tag"] == static).all()
     assert ledger["naive_tag"].iloc[-1] != static  # the naive arm retrained on March 1
+    # It retrained beside the replay: the flights served meanwhile waited for its model,
+    # so in time order the arm's tag changes once, at the retrain, never back and forth.
+    tags = ledger.sort_values("served_at", kind="stable")["naive_tag"]
+    assert (tags != tags.shift()).sum() == 2, tags.drop_duplicates()
 
     # A second tick at the same "now" does nothing.
     state = read_state(settings)
@@ -148,6 +152,10 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
     entry = next(e for e in audit(settings) if e["action"] == "rollback")
     assert entry["old_champion"] == bad and "worse" in entry["reason"]
     assert rollback[0]["evidence"]["old_minus_new_roc_auc"] > 0
+    # Before the watch's end, only a loss past the stop loss rolls back: the CI over the
+    # watch is asked once, at its end.
+    assert rollback[0]["evidence"]["test"] == "stop_loss", rollback[0]
+    assert "past the stop loss" in rollback[0]["reason"]
 
     summary = write_report(settings, rest)
     assert Path(summary["report"]).exists()
