@@ -321,6 +321,8 @@ def _cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.live:
         return _promote_live(args, settings)
+    if args.rule is not None or args.max_loss is not None:
+        raise SystemExit("--rule and --max-loss judge live evidence: use them with --live")
     outcome = promote(settings, args.tag, _gate_config(args), force=args.force, reason=args.reason)
     _print_gate(outcome.gate)
     _print_outcome(outcome)
@@ -341,7 +343,7 @@ def _live_comparison(
 
 def _promote_live(args: argparse.Namespace, settings: Settings) -> int:
     from training.registry import get_model
-    from training.rollout import promote_live, watch_period
+    from training.rollout import NON_INFERIOR, promote_live, watch_period
 
     tag = get_model(settings, args.tag).tag
     comparison, path = _live_comparison(settings, tag, args.window)
@@ -353,6 +355,8 @@ def _promote_live(args: argparse.Namespace, settings: Settings) -> int:
         evidence_path=path,
         watch=watch_period(args.watch),
         reason=args.reason,
+        rule=args.rule or NON_INFERIOR,
+        max_loss=args.max_loss,
     )
     verdict = "[green]passed[/green]" if gate.passed else "[red]refused[/red]"
     console.print(f"live gate {verdict} (evidence {path}):")
@@ -634,6 +638,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --live: how long the old champion stays in shadow "
         "(default FEASTLINE_ROLLOUT_WATCH, else 7d)",
+    )
+    p.add_argument(
+        "--rule",
+        choices=("non_inferior", "not_worse"),
+        default=None,
+        help="with --live: non_inferior (default) promotes when the CI's lower bound of the "
+        "ROC-AUC gain exceeds --min-gain; not_worse (the loop's default) unless its upper "
+        "bound is below --min-gain, or the gain itself below -(--max-loss)",
+    )
+    p.add_argument(
+        "--max-loss",
+        type=float,
+        default=None,
+        help="with --live --rule not_worse: refuse a ROC-AUC loss past this, whatever the CI",
     )
     _add_gate_flags(p)
     p.set_defaults(func=_cmd_models_promote)

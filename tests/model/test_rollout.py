@@ -172,6 +172,18 @@ def test_a_worse_challenger_is_reported_worse_and_refused(live, good, weak, caps
     assert entry["action"] == "promote_live_refused" and not entry["gate"]["passed"]
     assert entry["gate"]["evidence"]["overall"]["metrics"]["roc_auc"]["ci_high"] < 0
     assert "lower bound does not exceed" in " ".join(entry["gate"]["reasons"])
+    # The loop's rule, by hand: refused too, since the whole CI lies below zero.
+    not_worse = ("--rule", "not_worse", "--max-loss", "0.04")
+    assert cli("models", "promote", challenger, "--live", "--window", *WINDOW, *not_worse) == 3
+    entry = audit(live)[-1]
+    assert entry["action"] == "promote_live_refused"
+    assert (entry["gate"]["config"]["rule"], entry["gate"]["config"]["max_loss"]) == (
+        "not_worse",
+        0.04,
+    )
+    with pytest.raises(SystemExit, match="use them with --live"):
+        cli("models", "promote", challenger, "--rule", "not_worse")
+    assert stages(live) == before
 
 
 def test_a_better_challenger_is_promoted_on_live_evidence(live, good, weak) -> None:
