@@ -15,8 +15,15 @@ flight as independent, or, since session 10, with a CI over days
 (``monitoring.paired.clustered_auc``: a delete-one-day jackknife, Student's t).
 This prints, per window length, DeLong's mean standard error, the observed
 spread, their ratio, and the share of windows whose month's mean lies outside
-each CI (5% if the CI were calibrated; the CI over days needs 3 days). Not run
-by the tests.
+each CI (5% if the CI were calibrated; the CI over days needs 3 days).
+
+Then the rollback's false alarms. On consecutive watches of ``--watch-days`` days
+inside each month, with each arm in turn as the old champion, it asks the CI over
+days of the old minus the new, both recentred on their month's true difference
+(so the two are equal models), at each daily check from the third day: the share
+of watches that roll back when the CI is asked at every check, and when it is
+asked once at the end with a stop loss at every check (the default since session
+11). Not run by the tests.
 """
 
 from __future__ import annotations
@@ -76,10 +83,54 @@ def calibration_row(
     return len(windows), float(windows["flights"].mean()), se, spread, spread / se, beyond, missed
 
 
+def false_rollbacks(
+    frame: pd.DataFrame, watch: int, a: str, b: str, stop_loss: float
+) -> tuple[int, float, float]:
+    """Watches of ``watch`` days, each arm in turn the old champion, both recentred on
+    their month's difference: the share rolled back with the CI asked at every check, and
+    with the CI asked at the end and ``stop_loss`` at every check."""
+    every, at_end, watches = 0, 0, 0
+    for _, part in frame.groupby("month", sort=True):
+        y, days = part["label"].to_numpy(), part["day"].to_numpy()
+        truth = clustered_auc(y, part[f"{a}_probability"].to_numpy(),
+                              part[f"{b}_probability"].to_numpy(), days).difference  # fmt: skip
+        starts = sorted(part["day"].unique())
+        for i in range(0, len(starts) - watch + 1, watch):
+            looks = []
+            for k in range(3, watch + 1):  # a CI over days needs three
+                window = part[part["day"].isin(starts[i : i + k])]
+                looks.append(
+                    clustered_auc(
+                        window["label"].to_numpy(),
+                        window[f"{a}_probability"].to_numpy(),
+                        window[f"{b}_probability"].to_numpy(),
+                        window["day"].to_numpy(),
+                    )
+                )
+            judged = [
+                (r.difference, r.ci_low, r.ci_high)
+                for r in looks
+                if r.difference is not None and r.ci_low is not None and r.ci_high is not None
+            ]
+            if not judged or truth is None:
+                continue
+            # Old minus new, recentred: (gain, CI low) with b the old one, then with a.
+            for centred in (
+                [(gain - truth, low - truth) for gain, low, _ in judged],
+                [(truth - gain, truth - high) for gain, _, high in judged],
+            ):
+                watches += 1
+                every += any(low > 0 for _, low in centred)
+                at_end += centred[-1][1] > 0 or any(gain > stop_loss for gain, _ in centred)
+    return watches, every / max(watches, 1), at_end / max(watches, 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--days", default="1,3,7", help="window lengths in days")
+    parser.add_argument("--watch-days", type=int, default=7, help="the rollback's watch")
+    parser.add_argument("--stop-loss", type=float, default=0.06, help="rollback.stop_loss")
     args = parser.parse_args()
     from feature_repo.settings import Settings
     from lifecycle.report import labelled_ledger
@@ -100,6 +151,16 @@ def main() -> int:
                       f"{ratio:.2f}x", f"{beyond:.0%}",
                       "-" if missed is None else f"{missed:.0%}")  # fmt: skip
     Console().print(table)
+    watches, every, at_end = false_rollbacks(
+        frame, args.watch_days, "static", "naive", args.stop_loss
+    )
+    rollbacks = Table(title=f"false rollbacks: {watches} watches of {args.watch_days} days "
+                      "between two equal models (each arm in turn the old one)")  # fmt: skip
+    rollbacks.add_column("the CI (over days) is asked")
+    rollbacks.add_column("watches rolled back", justify="right")
+    rollbacks.add_row("at every daily check (before session 11)", f"{every:.0%}")
+    rollbacks.add_row(f"at the end; a loss past {args.stop_loss} at any check", f"{at_end:.0%}")
+    Console().print(rollbacks)
     return 0
 
 
