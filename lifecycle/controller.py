@@ -585,9 +585,10 @@ class Controller:
     ) -> None:
         """The replaced champion is in shadow: roll back if the new one is worse.
 
-        Worse means, by default, a CI over the whole watch that shows it at the watch's
-        end, asked once so that it keeps its 95% level; or, at any check, a loss past
-        ``stop_loss``, for a champion too plainly broken to be left serving for a week.
+        Worse means a CI that shows it (by default at every check; with ``confirm_at:
+        watch_end``, once, on the whole watch at its end, so that it keeps its 95% level),
+        or a loss past ``stop_loss`` at any check, for a champion too plainly broken to
+        be left serving until then (:func:`rollback_test`).
         """
         from training.promotion import rollback
         from training.rollout import clear_if_crowned, stop

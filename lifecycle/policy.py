@@ -132,19 +132,19 @@ class Rollback(_Strict):
         description="roll back when the new champion's ROC-AUC gain over the old one has a "
         "95% CI entirely below minus this (judged when confirm_at says)",
     )
-    confirm_at: Literal["watch_end", "every_check"] = Field(
-        "watch_end",
-        description="when the CI test above is asked: once, on the whole watch at its end "
-        "(a 95% CI keeps its level), or at every daily check (seven looks at a 95% CI roll a "
-        "sound champion back more often than one time in twenty)",
+    confirm_at: Literal["every_check", "watch_end"] = Field(
+        "every_check",
+        description="when the CI test above is asked: at every daily check (seven looks at "
+        "a 95% CI roll a sound champion back more often than one time in twenty), or once, "
+        "on the whole watch at its end (it keeps its level; pair it with stop_loss)",
     )
     stop_loss: float | None = Field(
-        0.06,
+        None,
         gt=0,
         description="at any check once the CI exists: roll back at once when the new "
-        "champion's ROC-AUC loss against the old one exceeds this, whatever the CI; 2.6 "
-        "standard deviations of a 3-day difference between two sound models, so that a "
-        "few daily looks stop a sound one about one time in forty. None: no early stop",
+        "champion's ROC-AUC loss against the old one exceeds this, whatever the CI (0.06 is "
+        "2.6 standard deviations of a 3-day difference between two sound models, so that "
+        "a few daily looks stop a sound one about one time in forty). None: no early stop",
     )
 
 

@@ -80,15 +80,17 @@ def test_rollback_asks_its_ci_once_and_stops_a_plain_loss_at_any_check(
     from lifecycle.policy import Rollback
 
     auc = {"difference": difference, "ci_low": low, "ci_high": None if low is None else 0.5}
-    assert rollback_test(auc, Rollback(), final) == expected
+    rules = Rollback(confirm_at="watch_end", stop_loss=0.06)
+    assert rollback_test(auc, rules, final) == expected
 
 
-def test_rollback_at_every_check_is_the_old_rule_and_the_stop_loss_can_be_off() -> None:
+def test_the_default_rollback_asks_its_ci_at_every_check_without_a_stop_loss() -> None:
     from lifecycle.controller import rollback_test
     from lifecycle.policy import Rollback
 
     shown = {"difference": 0.008, "ci_low": 0.001, "ci_high": 0.015}
-    assert rollback_test(shown, Rollback(confirm_at="every_check"), final=False) == "ci"
+    assert rollback_test(shown, Rollback(), final=False) == "ci"
     broken = {"difference": 0.24, "ci_low": -0.05, "ci_high": 0.53}
-    assert rollback_test(broken, Rollback(stop_loss=None), final=False) is None
-    assert rollback_test(broken, Rollback(stop_loss=None), final=True) is None
+    assert rollback_test(broken, Rollback(), final=False) is None
+    assert rollback_test(broken, Rollback(), final=True) is None
+    assert rollback_test(broken, Rollback(stop_loss=0.06), final=False) == "stop_loss"

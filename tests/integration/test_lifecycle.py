@@ -136,9 +136,11 @@ def test_the_loop_retrains_shadows_promotes_and_rolls_back_a_bad_champion(
         settings, bad, GateConfig(), forged, watch=timedelta(days=4), reason="sabotage test: forced"
     )
     assert champions(settings) == [bad]
+    # The rollback variant that asks its CI once, at the watch's end, and stops a plain
+    # loss at any check (the default asks the CI daily: tests/code/test_live_gate.py).
     rest = simulate(
         settings,
-        test_policy,
+        policy(rollback={"confirm_at": "watch_end", "stop_loss": 0.06}),
         START + timedelta(days=4),
         START + timedelta(days=7),
         baselines={"naive": naive},
