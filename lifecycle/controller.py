@@ -178,9 +178,10 @@ def rollback_test(auc: dict[str, Any], rules: Rollback, final: bool) -> str | No
     """Why a watched champion goes back, or None. ``auc``: the old champion's paired ROC-AUC
     gain over the new one (a compare-models metric); ``final``: the watch's last check.
 
-    ``ci`` when its 95% CI lies above ``max_auc_loss``, asked at the watch's end (or at
-    every check, ``confirm_at: every_check``); ``stop_loss`` when the gain itself exceeds
-    ``stop_loss``, at any check. No CI yet (fewer than three days with labels): neither.
+    ``ci`` when its 95% CI lies above ``max_auc_loss``, asked at every check (the default)
+    or, with ``confirm_at: watch_end``, at the watch's last one only; ``stop_loss`` when the
+    gain itself exceeds ``stop_loss``, at any check. No CI yet (fewer than three days with
+    labels): neither.
     """
     low, loss = auc.get("ci_low"), auc.get("difference")
     if low is None or loss is None:
