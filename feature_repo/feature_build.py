@@ -287,8 +287,8 @@ class FeatureBuilder:
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.features_dir))
         try:
             # The query runs inside the COPY, which returns the rows it wrote: no table in
-            # between (materializing it and counting it cost a third of a tick's build).
-            # The query on lines of its own: a trailing comment must not swallow the ")".
+            # between, and no second query to count it. The query on lines of its own: a
+            # trailing comment in the file must not swallow the ")".
             (count,) = con.execute(
                 f"COPY (SELECT *, strftime(event_timestamp, '%Y-%m-%d') AS date FROM (\n{sql}\n) "
                 f"ORDER BY ALL) TO '{staging}' "
