@@ -294,8 +294,8 @@ def simulate(
                     _serve(predictor, served, flights, arms, ledger)
                     run.flights += len(flights)
             for arm in arms.values():
-                if arm.retrain is not None and arm.retrain.done():
-                    adopt(arm, wait=False)
+                if arm.retrain is not None:
+                    adopt(arm, wait=False)  # once it is done
             last_of_day = done == len(ticks) or ticks[done].date() != tick.date()
             if last_of_day and not any(arm.unscored for arm in arms.values()):
                 _write_ledger(settings, ledger)  # whole days, every arm's column filled
@@ -386,8 +386,8 @@ def _serve(
                     "challenger_role": challenger.role if challenger else None,
                 }
             )
+        waiting = Unscored(chunk, scored.features, scored.served_at, rows)
         for arm in arms.values():
-            waiting = Unscored(chunk, scored.features, scored.served_at, rows)
             if arm.retrain is not None:
                 arm.unscored.append(waiting)  # scored by the model being trained
             else:
