@@ -119,7 +119,12 @@ class Promotion(_Strict):
         "at chance); about two standard deviations of a 3-day difference between two sound "
         "models (bench/paired_ci_calibration.py). None: the CI alone",
     )
-    max_slice_drop: float = Field(0.05, ge=0, description="no slice may lose more ROC-AUC")
+    max_slice_drop: float = Field(
+        0.05,
+        ge=0,
+        description="no slice may lose more ROC-AUC; under not_worse, a loss its CI also shows "
+        "(the CI below zero), since a few hundred flights over three days lose 0.05 by chance",
+    )
     min_slice_rows: int = Field(500, ge=1)
     resamples: int = Field(500, ge=100, description="bootstrap resamples of the comparison")
 

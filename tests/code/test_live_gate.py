@@ -57,6 +57,28 @@ def test_no_interval_yet_and_a_losing_slice_both_fail_either_rule() -> None:
         assert not passed and "carrier=UA -0.2000" in reasons[-1]
 
 
+def slice_evidence(low: float, high: float) -> dict[str, Any]:
+    """A sound whole, and one slice that lost 0.2 on its point estimate."""
+    evidence = document(+0.004, -0.030, +0.038, slices=1)
+    evidence["slices"][0]["metrics"]["roc_auc"].update(ci_low=low, ci_high=high)
+    return evidence
+
+
+def test_not_worse_holds_a_slice_back_only_on_a_loss_its_ci_shows() -> None:
+    gate = GateConfig(min_gain=0.0, max_slice_drop=0.05, min_slice_rows=500)
+    passed, reasons = live_gate(slice_evidence(-0.41, +0.01), gate, NOT_WORSE, max_loss=0.04)
+    assert passed, reasons
+    assert "within the noise" in reasons[-1] and "carrier=UA -0.2000" in reasons[-1]
+    passed, reasons = live_gate(slice_evidence(-0.41, -0.02), gate, NOT_WORSE, max_loss=0.04)
+    assert not passed and "shown" in reasons[-1] and "carrier=UA -0.2000" in reasons[-1]
+
+
+def test_non_inferior_still_judges_slices_on_their_point_estimate() -> None:
+    gate = GateConfig(min_gain=-0.05, max_slice_drop=0.05, min_slice_rows=500)
+    passed, reasons = live_gate(slice_evidence(-0.41, +0.01), gate, NON_INFERIOR)
+    assert not passed and "carrier=UA -0.2000" in reasons[-1]
+
+
 def test_an_unknown_rule_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="superior"):
         live_gate(document(0.0, -0.01, 0.01), GateConfig(), "superior")
