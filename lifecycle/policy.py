@@ -34,12 +34,12 @@ class Triggers(_Strict):
     """What makes the loop train a challenger (any one of them, outside the cooldown)."""
 
     max_age_days: float | None = Field(
-        14, gt=0, description="the champion's labels are older than this (None: never)"
+        7, gt=0, description="the champion's labels are older than this (None: never)"
     )
     monthly: bool = Field(False, description="at the first check of each calendar month")
     on_performance: bool = Field(True, description="live performance degraded (delayed labels)")
     on_drift: bool = Field(True, description="the calibrated drift policy failed")
-    cooldown_days: float = Field(10, ge=0, description="no retrain sooner after the last one")
+    cooldown_days: float = Field(7, ge=0, description="no retrain sooner after the last one")
 
 
 class TrainingWindow(_Strict):
@@ -130,7 +130,7 @@ class Promotion(_Strict):
 
 
 class Rollback(_Strict):
-    watch_days: float = Field(7, gt=0, description="the old champion stays in shadow this long")
+    watch_days: float = Field(3, gt=0, description="the old champion stays in shadow this long")
     min_labels: int = Field(500, ge=1)
     max_auc_loss: float = Field(
         0.0,
