@@ -224,7 +224,7 @@ def live_gate(
             unshown.append(f"{part['slice']} {slice_auc['difference']:+.4f}")
             continue
         worse.append(f"{part['slice']} {slice_auc['difference']:+.4f}")
-    shown = " (and shown: the CI below zero)" if rule == NOT_WORSE else ""
+    shown = " (and shown by its CI, where it has one)" if rule == NOT_WORSE else ""
     if worse:
         passed = False
         reasons.append(
