@@ -124,8 +124,9 @@ class Policy:
         return replace(self, name=f"{self.name}@{offset_days}", offset_days=offset_days)
 
 
-# The loop's default policy offline: its drift trigger fires at nearly every check, so it
-# retrains as soon as the 3-day shadow and the 7-day watch allow, every 11 days.
+# The loop's default before session 12, offline: its drift trigger fired at nearly every
+# check, so it retrained as soon as the 3-day shadow and the 7-day watch allowed, every 11
+# days. ``every7_...`` below is today's weekly default (a 3-day watch).
 LOOP_TWIN = Policy(
     "every11_hl90_no_month_shadow3_holdout3",
     every_days=11,
@@ -133,7 +134,7 @@ LOOP_TWIN = Policy(
     drop=("sched_month",),
     delay_days=3,
     holdout_days=3,
-    note="the loop's default offline: every 11 d, 3 d held out, serving 3 d later",
+    note="the old default offline: every 11 d, 3 d held out, serving 3 d later",
 )
 
 POLICIES = [
@@ -205,7 +206,7 @@ POLICIES = [
         LOOP_TWIN,
         name="every7_hl90_no_month_shadow3_holdout3",
         every_days=7,
-        note="... every 7 days",
+        note="the default offline: every 7 d, 3 d held out, serving 3 d later",
     ),
     replace(
         LOOP_TWIN,
@@ -431,7 +432,10 @@ def main() -> int:
     chosen = [name.strip() for name in args.policies.split(",") if name.strip()]
     if unknown := [name for name in chosen if name not in known]:
         parser.error(f"unknown policies {unknown}; choose from {sorted(known)}")
-    phases = [int(k) for k in args.phases.split(",") if k.strip()]
+    try:
+        phases = [int(k) for k in args.phases.split(",") if k.strip()]
+    except ValueError:
+        parser.error(f"--phases takes whole days, comma-separated, not {args.phases!r}")
     for name in list(chosen):
         for offset in phases:
             shifted = known[name].at_phase(offset)
