@@ -571,15 +571,17 @@ def print_tables(
     monthly.add_column("mean", justify="right")
     monthly.add_column("retrains", justify="right")
     monthly.add_column("what", no_wrap=True)
-    for name in names:
-        scores = [
-            roc_auc_score(y[months == m], results[name].proba[months == m]) for m in EVAL_MONTHS
-        ]
+    by_month = {
+        name: [roc_auc_score(y[months == m], results[name].proba[months == m]) for m in EVAL_MONTHS]
+        for name in names
+    }
+    means = {name: float(np.mean(scores)) for name, scores in by_month.items()}
+    for name, scores in by_month.items():
         note = known[name].note if name in known else "Jan-Apr tuned, never retrained"
         monthly.add_row(
             name,
             *(f"{s:.3f}" for s in scores),
-            f"{np.mean(scores):.4f}",
+            f"{means[name]:.4f}",
             str(results[name].retrains),
             note,
         )
@@ -605,35 +607,29 @@ def print_tables(
             row += [f"{mean:+.4f}", f"{low:+.4f} .. {high:+.4f}"]
         paired.add_row(*row)
     console.print(paired)
-    console.print(phase_table(results, months, y))
+    console.print(phase_table(means))
 
 
-def monthly_mean(months: np.ndarray, y: np.ndarray, proba: np.ndarray) -> float:
-    return float(np.mean([roc_auc_score(y[months == m], proba[months == m]) for m in EVAL_MONTHS]))
-
-
-def phase_table(results: dict[str, Scored], months: np.ndarray, y: np.ndarray) -> Table:
-    """Each scheduled policy over its phases: how far the headline moves with the day of
-    the cycle its retrains fall on, which no bootstrap over flights shows."""
+def phase_table(means: dict[str, float]) -> Table:
+    """Each scheduled policy over its phases (``means``: each run's mean monthly ROC-AUC):
+    how far the headline moves with the day of the cycle its retrains fall on, which no
+    bootstrap over flights shows."""
     table = Table(title="the schedule's phase: gain over each phase's run (point estimates)")
     columns = ("policy", "phases", "vs static: mean", "min .. max", "vs naive: mean", "min .. max ")
     for column in columns:
         table.add_column(column, justify="left" if column == "policy" else "right")
     groups: dict[str, list[str]] = {}
-    for name in results:
+    for name in means:
         groups.setdefault(name.split("@")[0], []).append(name)
-    base = {
-        b: monthly_mean(months, y, results[b].proba) for b in ("static", "naive") if b in results
-    }
     for policy, names in groups.items():
         if len(names) < 2:
             continue
         row = [policy, ",".join(n.partition("@")[2] or "0" for n in names)]
         for baseline in ("static", "naive"):
-            if baseline not in base:
+            if baseline not in means:
                 row += ["", ""]
                 continue
-            gains = [monthly_mean(months, y, results[n].proba) - base[baseline] for n in names]
+            gains = [means[n] - means[baseline] for n in names]
             row += [f"{np.mean(gains):+.4f}", f"{min(gains):+.4f} .. {max(gains):+.4f}"]
         table.add_row(*row)
     return table
