@@ -22,8 +22,9 @@ inside each month, with each arm in turn as the old champion, it asks the CI ove
 days of the old minus the new, both recentred on their month's true difference
 (so the two are equal models), at each daily check from the third day: the share
 of watches that roll back when the CI is asked at every check, and when it is
-asked once at the end with a stop loss at every check (the default since session
-11). Not run by the tests.
+asked once at the end with a stop loss at every check (``confirm_at: watch_end``).
+The default asks at every check; with its 3-day watch both ask once. Not run by the
+tests.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def main() -> int:
                       "between two equal models (each arm in turn the old one)")  # fmt: skip
     rollbacks.add_column("the CI (over days) is asked")
     rollbacks.add_column("watches rolled back", justify="right")
-    rollbacks.add_row("at every daily check (before session 11)", f"{every:.0%}")
+    rollbacks.add_row("at every daily check (confirm_at: every_check)", f"{every:.0%}")
     rollbacks.add_row(f"at the end; a loss past {args.stop_loss} at any check", f"{at_end:.0%}")
     Console().print(rollbacks)
     return 0

@@ -139,9 +139,10 @@ class Rollback(_Strict):
     )
     confirm_at: Literal["every_check", "watch_end"] = Field(
         "every_check",
-        description="when the CI test above is asked: at every daily check (seven looks at "
-        "a 95% CI roll a sound champion back more often than one time in twenty), or once, "
-        "on the whole watch at its end (it keeps its level; pair it with stop_loss)",
+        description="when the CI test above is asked: at every daily check once the CI exists "
+        "(from the third day; several looks at a 95% CI roll a sound champion back more often "
+        "than one time in twenty, a 3-day watch has one), or once, on the whole watch at its "
+        "end (it keeps its level; pair it with stop_loss)",
     )
     stop_loss: float | None = Field(
         None,
